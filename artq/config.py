@@ -1,0 +1,237 @@
+"""Settings: one YAML file (``artq.yml``) plus environment overrides for every secret and URL.
+
+Lookup order for the file: ``--config`` / ``ARTQ_CONFIG``, then ``./artq.yml``; with neither,
+the embedded defaults apply (SQLite under ``ARTQ_HOME``, the built-in simulator, in-process
+execution). Environment variables win over the file:
+
+========================  ===============================
+``ARTQ_DATABASE_URL``     ``database_url``
+``ARTQ_BROKER_URL``       ``celery.broker_url``
+``ARTQ_RESULT_BACKEND``   ``celery.result_backend``
+``ARTQ_SOURCE_URL``       ``source.url``
+``ARTQ_SOURCE_CLIENT_ID`` ``source.client_id``
+``ARTQ_SOURCE_CLIENT_SECRET`` ``source.client_secret``
+``ARTQ_SOURCE_USERNAME``  ``source.username``
+``ARTQ_SOURCE_PASSWORD``  ``source.password``
+========================  ===============================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from artq.catalog import DEFAULT_TIERS
+from artq.errors import ConfigError
+
+DEFAULT_CLIENT_ID = "artq@customer1"
+DEFAULT_CLIENT_SECRET = "artq-local-secret"  # the simulator's local default; never a real secret
+
+
+def artq_home() -> Path:
+    """Where the embedded default keeps its database and models (``ARTQ_HOME``)."""
+    return Path(os.environ.get("ARTQ_HOME", Path.home() / ".local" / "share" / "artq")).expanduser()
+
+
+@dataclass
+class ApplicationSettings:
+    name: str
+    tiers: list[str] = field(default_factory=lambda: list(DEFAULT_TIERS))
+
+
+@dataclass
+class SourceSettings:
+    url: str | None = None  # None: start the built-in simulator on loopback
+    client_id: str | None = DEFAULT_CLIENT_ID
+    client_secret: str | None = DEFAULT_CLIENT_SECRET
+    username: str | None = None  # HTTP Basic alternative: "user@account"
+    password: str | None = None
+    timeout_s: float = 30.0
+    retries: int = 3
+    verify_tls: bool = True
+    chunk_hours: int = 168  # backfill window per request: > 49 h gets hourly buckets
+
+
+@dataclass
+class SimulatorSettings:
+    seed: int = 42
+
+
+@dataclass
+class CelerySettings:
+    broker_url: str | None = None  # None: run the canvas in-process
+    result_backend: str | None = None
+
+
+@dataclass
+class ForecastSettings:
+    horizons: int = 6
+    training_days: int = 90
+    min_training_hours: int = 24 * 14
+    interval_coverage: float = 0.8
+    tune_trials: int = 0  # 0: the default hyper-parameters; >0: time-ordered tuning budget
+    seed: int = 0
+
+
+@dataclass
+class Settings:
+    database_url: str = ""
+    models_dir: str = ""
+    applications: list[ApplicationSettings] = field(
+        default_factory=lambda: [ApplicationSettings(name="ABP")]
+    )
+    source: SourceSettings = field(default_factory=SourceSettings)
+    simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    celery: CelerySettings = field(default_factory=CelerySettings)
+    forecast: ForecastSettings = field(default_factory=ForecastSettings)
+    backfill_days: int = 30  # history `artq demo` and a first fetch pull
+    config_path: str | None = None  # where these settings came from (None: defaults)
+
+    def application(self, name: str) -> ApplicationSettings:
+        for app in self.applications:
+            if app.name == name:
+                return app
+        known = ", ".join(a.name for a in self.applications)
+        raise ConfigError(
+            f"unknown application {name!r}: `applications` in the config lists {known}. "
+            "Add it there or pick one of those."
+        )
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: the cycle runs in-process."""
+        return not self.celery.broker_url
+
+
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "ARTQ_DATABASE_URL": ("database_url",),
+    "ARTQ_MODELS_DIR": ("models_dir",),
+    "ARTQ_BROKER_URL": ("celery", "broker_url"),
+    "ARTQ_RESULT_BACKEND": ("celery", "result_backend"),
+    "ARTQ_SOURCE_URL": ("source", "url"),
+    "ARTQ_SOURCE_CLIENT_ID": ("source", "client_id"),
+    "ARTQ_SOURCE_CLIENT_SECRET": ("source", "client_secret"),
+    "ARTQ_SOURCE_USERNAME": ("source", "username"),
+    "ARTQ_SOURCE_PASSWORD": ("source", "password"),
+}
+
+
+def load_settings(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read the config file (if any), apply environment overrides, fill embedded defaults."""
+    env = dict(os.environ if env is None else env)
+    path = path or env.get("ARTQ_CONFIG") or ("artq.yml" if Path("artq.yml").is_file() else None)
+    raw: dict[str, Any] = {}
+    if path:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist. Create it or unset ARTQ_CONFIG.")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}.") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {str(p)!r} must hold a mapping of settings at the top level.")
+    settings = _build(Settings, raw, "")
+    for var, keys in ENV_OVERRIDES.items():
+        if env.get(var):
+            target = settings
+            for k in keys[:-1]:
+                target = getattr(target, k)
+            setattr(target, keys[-1], env[var])
+    settings.config_path = str(path) if path else None
+    home = artq_home() if "ARTQ_HOME" not in env else Path(env["ARTQ_HOME"]).expanduser()
+    if not settings.database_url:
+        settings.database_url = f"sqlite:///{home / 'artq.db'}"
+    if not settings.models_dir:
+        settings.models_dir = str(home / "models")
+    _validate(settings)
+    return settings
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"`{prefix.rstrip('.') or 'config'}` must be a mapping. Got {raw!r}.")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls) if f.name != "config_path"}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown key `{prefix}{unknown[0]}` in the config; known keys here: {', '.join(sorted(names))}."
+        )
+    kwargs = {k: _coerce(hints[k], v, f"{prefix}{k}") for k, v in raw.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required key is missing
+        missing = str(exc).split("argument")[-1].strip(": '")
+        raise ConfigError(f"missing key `{prefix}{missing}` in the config.") from None
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = get_origin(hint)
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if value is None and type(None) in get_args(hint):
+        return None
+    if is_dataclass(hint):
+        return _build(hint, value, f"{key}.")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"`{key}` must be a list. Got {value!r}.")
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    target = args[0] if args else hint
+    if target is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"`{key}` must be true or false. Got {value!r}.")
+        return value
+    if target in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (target is int and not isinstance(value, int)):
+            raise ConfigError(f"`{key}` must be a {'whole number' if target is int else 'number'}. Got {value!r}.")
+        return target(value)
+    if target is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"`{key}` must be a string. Got {value!r}.")
+        return value
+    return value
+
+
+def _validate(s: Settings) -> None:
+    if not s.applications:
+        raise ConfigError("`applications` must list at least one application.")
+    seen: set[str] = set()
+    for i, app in enumerate(s.applications):
+        if not app.name.strip():
+            raise ConfigError(f"`applications[{i}].name` must not be empty.")
+        if app.name in seen:
+            raise ConfigError(f"`applications[{i}].name` repeats {app.name!r}; names must be unique.")
+        seen.add(app.name)
+        if not app.tiers:
+            raise ConfigError(f"`applications[{i}].tiers` must list the sub-servers (at least one).")
+    if s.forecast.horizons != 6:
+        raise ConfigError(f"`forecast.horizons` must be 6 (one model per hour ahead). Got {s.forecast.horizons}.")
+    if not 0.5 <= s.forecast.interval_coverage < 1:
+        raise ConfigError(
+            f"`forecast.interval_coverage` must be in [0.5, 1). Got {s.forecast.interval_coverage}."
+        )
+    if s.source.timeout_s <= 0:
+        raise ConfigError(f"`source.timeout_s` must be positive. Got {s.source.timeout_s}.")
+    if s.source.chunk_hours < 1:
+        raise ConfigError(f"`source.chunk_hours` must be at least 1. Got {s.source.chunk_hours}.")
+    if s.backfill_days < 1:
+        raise ConfigError(f"`backfill_days` must be at least 1. Got {s.backfill_days}.")
+    if not s.database_url.split(":", 1)[0] in {"sqlite", "mysql+mysqldb", "mysql", "mariadb+mysqldb", "postgresql", "postgresql+psycopg"}:
+        raise ConfigError(
+            f"`database_url` must be a SQLAlchemy URL such as sqlite:///artq.db or "
+            f"mysql+mysqldb://user:pass@host/artq. Got scheme {s.database_url.split(':', 1)[0]!r}."
+        )
+    has_token = bool(s.source.client_id and s.source.client_secret)
+    has_basic = bool(s.source.username and s.source.password)
+    if s.source.url and not (has_token or has_basic):
+        raise ConfigError(
+            "`source` needs credentials: client_id and client_secret (OAuth), or username and password "
+            "(Basic). Set them in the config or ARTQ_SOURCE_CLIENT_ID / ARTQ_SOURCE_CLIENT_SECRET."
+        )

@@ -1,0 +1,1 @@
+"""Metric sources: the AppDynamics REST client and the simulator that speaks the same API."""

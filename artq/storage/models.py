@@ -1,0 +1,178 @@
+"""The tables artq owns. Schema changes go through Alembic migrations only.
+
+Unique keys make duplicates impossible: a re-run of the same (application, origin) replaces
+its own rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Double, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from artq.storage.types import UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
+
+APP_LEN = 128
+SERVER_LEN = 128
+METRIC_LEN = 32
+VERSION_LEN = 64
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Observation(Base):
+    """One hourly value of one metric on one server (``main`` or a tier)."""
+
+    __tablename__ = "observations"
+    __table_args__ = (
+        UniqueConstraint("application", "server", "metric", "hour", name="uq_observations_key"),
+        Index("ix_observations_app_hour", "application", "hour"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    application: Mapped[str] = mapped_column(String(APP_LEN))
+    server: Mapped[str] = mapped_column(String(SERVER_LEN))
+    metric: Mapped[str] = mapped_column(String(METRIC_LEN))
+    hour: Mapped[datetime] = mapped_column(UTCDateTime())
+    value: Mapped[float] = mapped_column(Double)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SourceGap(Base):
+    """An hour the source had no data for; fetched again later in case it arrives late."""
+
+    __tablename__ = "source_gaps"
+    __table_args__ = (
+        UniqueConstraint("application", "server", "metric", "hour", name="uq_source_gaps_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application: Mapped[str] = mapped_column(String(APP_LEN))
+    server: Mapped[str] = mapped_column(String(SERVER_LEN))
+    metric: Mapped[str] = mapped_column(String(METRIC_LEN))
+    hour: Mapped[datetime] = mapped_column(UTCDateTime())
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_checked: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Forecast(Base):
+    """The forecast of hour ``origin + horizon`` made at ``origin`` (one row per horizon)."""
+
+    __tablename__ = "forecasts"
+    __table_args__ = (
+        UniqueConstraint("application", "origin", "horizon", name="uq_forecasts_key"),
+        Index("ix_forecasts_app_target", "application", "target_hour"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    application: Mapped[str] = mapped_column(String(APP_LEN))
+    origin: Mapped[datetime] = mapped_column(UTCDateTime())
+    horizon: Mapped[int] = mapped_column(Integer)
+    target_hour: Mapped[datetime] = mapped_column(UTCDateTime())
+    value: Mapped[float] = mapped_column(Double)
+    lower: Mapped[float | None] = mapped_column(Double, nullable=True)
+    upper: Mapped[float | None] = mapped_column(Double, nullable=True)
+    coverage: Mapped[float | None] = mapped_column(Double, nullable=True)
+    model_version: Mapped[str] = mapped_column(String(VERSION_LEN))
+    drivers: Mapped[Any] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ModelVersion(Base):
+    """A registered set of six horizon models (artifacts live in the models directory)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("application", "version", name="uq_model_versions_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application: Mapped[str] = mapped_column(String(APP_LEN))
+    version: Mapped[str] = mapped_column(String(VERSION_LEN))
+    status: Mapped[str] = mapped_column(String(16))  # champion | challenger | retired
+    path: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    training_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    training_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    metrics: Mapped[Any] = mapped_column(JSON, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class PipelineRun(Base):
+    """One hourly cycle of one application: status, step timings, task ids, error."""
+
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (
+        UniqueConstraint("application", "origin", name="uq_pipeline_runs_key"),
+        Index("ix_pipeline_runs_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application: Mapped[str] = mapped_column(String(APP_LEN))
+    origin: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | partial | failed
+    trigger: Mapped[str] = mapped_column(String(32))  # beat | cli | demo | reconciler | ...
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    fetch_s: Mapped[float | None] = mapped_column(Double, nullable=True)
+    predict_s: Mapped[float | None] = mapped_column(Double, nullable=True)
+    refresh_s: Mapped[float | None] = mapped_column(Double, nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(VERSION_LEN), nullable=True)
+    task_ids: Mapped[Any] = mapped_column(JSON, nullable=True)
+    details: Mapped[Any] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DashboardLatestForecast(Base):
+    """The latest six-hour forecast per application (one row per horizon)."""
+
+    __tablename__ = "dashboard_latest_forecast"
+    __table_args__ = (UniqueConstraint("application", "horizon", name="uq_dashboard_latest_forecast_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application: Mapped[str] = mapped_column(String(APP_LEN))
+    horizon: Mapped[int] = mapped_column(Integer)
+    origin: Mapped[datetime] = mapped_column(UTCDateTime())
+    target_hour: Mapped[datetime] = mapped_column(UTCDateTime())
+    value: Mapped[float] = mapped_column(Double)
+    lower: Mapped[float | None] = mapped_column(Double, nullable=True)
+    upper: Mapped[float | None] = mapped_column(Double, nullable=True)
+    model_version: Mapped[str] = mapped_column(String(VERSION_LEN))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DashboardForecastActual(Base):
+    """Forecast against actual, per origin and horizon, filled as actuals arrive."""
+
+    __tablename__ = "dashboard_forecast_actual"
+    __table_args__ = (
+        UniqueConstraint("application", "origin", "horizon", name="uq_dashboard_forecast_actual_key"),
+        Index("ix_dashboard_forecast_actual_app_target", "application", "target_hour"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    application: Mapped[str] = mapped_column(String(APP_LEN))
+    origin: Mapped[datetime] = mapped_column(UTCDateTime())
+    horizon: Mapped[int] = mapped_column(Integer)
+    target_hour: Mapped[datetime] = mapped_column(UTCDateTime())
+    forecast: Mapped[float] = mapped_column(Double)
+    lower: Mapped[float | None] = mapped_column(Double, nullable=True)
+    upper: Mapped[float | None] = mapped_column(Double, nullable=True)
+    actual: Mapped[float | None] = mapped_column(Double, nullable=True)
+    abs_error: Mapped[float | None] = mapped_column(Double, nullable=True)
+    inside_interval: Mapped[bool | None] = mapped_column(nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
