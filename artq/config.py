@@ -223,7 +223,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"`source.chunk_hours` must be at least 1. Got {s.source.chunk_hours}.")
     if s.backfill_days < 1:
         raise ConfigError(f"`backfill_days` must be at least 1. Got {s.backfill_days}.")
-    if not s.database_url.split(":", 1)[0] in {"sqlite", "mysql+mysqldb", "mysql", "mariadb+mysqldb", "postgresql", "postgresql+psycopg"}:
+    if s.database_url.split(":", 1)[0] not in {"sqlite", "mysql+mysqldb", "mysql", "mariadb+mysqldb", "postgresql", "postgresql+psycopg"}:
         raise ConfigError(
             f"`database_url` must be a SQLAlchemy URL such as sqlite:///artq.db or "
             f"mysql+mysqldb://user:pass@host/artq. Got scheme {s.database_url.split(':', 1)[0]!r}."

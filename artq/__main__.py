@@ -1,0 +1,3 @@
+from artq.cli import main
+
+main()

@@ -1,0 +1,250 @@
+"""Core commands: init-db, backfill, train, run-cycle, demo, status."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from artq.config import Settings, load_settings
+from artq.errors import InputError
+from artq.timeutil import last_complete_hour, parse_hour, utcnow
+
+console = Console()
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Path to artq.yml (default: $ARTQ_CONFIG, ./artq.yml, or the embedded defaults).")]
+AppOpt = Annotated[str, typer.Option("--app", "-a", help="Application name as configured (default: the first one).")]
+
+
+def _settings(config: Path | None) -> Settings:
+    return load_settings(config)
+
+
+def _app_name(settings: Settings, app: str | None) -> str:
+    return settings.application(app).name if app else settings.applications[0].name
+
+
+def _runtime(settings: Settings):
+    from artq.pipeline import Runtime
+
+    return Runtime(settings)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=False)
+
+
+def init_db(config: ConfigOpt = None) -> None:
+    """Create or upgrade the database schema (Alembic migrations shipped with artq).
+
+    Example: artq init-db --config artq.yml
+    """
+    from artq.storage import migrate
+
+    settings = _settings(config)
+    rev = migrate(settings.database_url)
+    console.print(f"database schema at revision {rev}: {_safe_url(settings.database_url)}")
+
+
+def backfill(
+    app: AppOpt = "",
+    days: Annotated[Optional[int], typer.Option("--days", min=1, help="History to fetch, counted back from the last complete hour.")] = None,
+    start: Annotated[Optional[str], typer.Option("--start", help="First hour to fetch (ISO 8601, UTC), e.g. 2026-11-01T00:00Z.")] = None,
+    end: Annotated[Optional[str], typer.Option("--end", help="End hour, exclusive (default: the current hour).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Fetch history from the source into the database, in chunks, replacing what is there.
+
+    Example: artq backfill --app ABP --days 30
+    """
+    from artq.pipeline.ingest import backfill as run_backfill
+    from artq.storage import migrate
+
+    settings = _settings(config)
+    name = _app_name(settings, app)
+    if days is None and start is None:
+        raise InputError("give `--days N` or `--start HOUR` (with an optional `--end HOUR`).")
+    if days is not None and start is not None:
+        raise InputError("give either `--days` or `--start`, not both.")
+    stop = parse_hour(end, name="end") if end else last_complete_hour() + timedelta(hours=1)
+    first = parse_hour(start, name="start") if start else stop - timedelta(days=days or 0)
+    migrate(settings.database_url)
+    rt = _runtime(settings)
+    try:
+        with _progress() as bar:
+            task = bar.add_task(f"backfill {name}", total=max(int((stop - first).total_seconds() // 3600), 1))
+            summary = run_backfill(rt, settings.application(name), first, stop, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    finally:
+        rt.close()
+    console.print(
+        f"stored {summary.stored} hourly values for {name} from {first:%Y-%m-%d %H:00} to {stop:%Y-%m-%d %H:00} UTC "
+        f"({summary.requests} requests); {summary.missing} series-hours had no data and will be asked for again"
+    )
+
+
+def train(
+    app: AppOpt = "",
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Tune hyper-parameters (time-ordered validation) before fitting.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Train the six horizon models on stored history and register a model version.
+
+    Example: artq train --app ABP --tune
+    """
+    from artq.pipeline import train_step
+
+    settings = _settings(config)
+    name = _app_name(settings, app)
+    rt = _runtime(settings)
+    try:
+        started = time.perf_counter()
+        out = train_step(rt, name, tune=tune)
+    finally:
+        rt.close()
+    verdict = "promoted to champion" if out["promoted"] else "kept as challenger"
+    console.print(f"trained {name} version {out['version']} in {time.perf_counter() - started:.1f} s: {verdict} ({out['reason']})")
+
+
+def run_cycle(
+    app: AppOpt = "",
+    origin: Annotated[Optional[str], typer.Option("--origin", help="Forecast origin hour (ISO 8601, UTC); default: the last complete hour.")] = None,
+    celery: Annotated[bool, typer.Option("--celery", help="Send the canvas to the broker and wait for the chord (needs workers).")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the cycle.")] = 600,
+    config: ConfigOpt = None,
+) -> None:
+    """Run one hourly cycle: fetch, six horizon forecasts, dashboard refresh.
+
+    Example: artq run-cycle --app ABP --origin 2026-11-26T08:00Z --celery
+    """
+    settings = _settings(config)
+    name = _app_name(settings, app)
+    t0 = parse_hour(origin, name="origin") if origin else last_complete_hour()
+    out = _cycle(settings, name, t0, celery, timeout, trigger="cli")
+    _print_forecasts(settings, name, t0, out)
+
+
+def _cycle(settings: Settings, name: str, t0, use_broker: bool, timeout: float, trigger: str) -> dict:
+    from workers.canvas import run_cycle as run
+
+    rt = _runtime(settings)
+    try:
+        return run(rt, name, t0, use_broker=use_broker, trigger=trigger, timeout_s=timeout)
+    finally:
+        rt.close()
+
+
+def _print_forecasts(settings: Settings, name: str, t0, out: dict) -> None:
+    from artq.storage import open_database
+    from artq.storage import repository as repo
+
+    db = open_database(settings.database_url)
+    try:
+        with db.session() as s:
+            rows = repo.forecasts_for(s, name, t0)
+            actual = repo.actuals(s, name, [t0])
+    finally:
+        db.dispose()
+    table = Table(title=f"{name}: ART forecast from origin {t0:%Y-%m-%d %H:00} UTC (last actual {actual.get(t0, float('nan')):.0f} ms)")
+    for col in ("horizon", "hour (UTC)", "forecast ms", "80% interval", "model"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for f in rows:
+        interval = f"{f.lower:.0f} – {f.upper:.0f}" if f.lower is not None else "-"
+        table.add_row(f"+{f.horizon} h", f"{f.target_hour:%Y-%m-%d %H:00}", f"{f.value:.0f}", interval, f.model_version)
+    console.print(table)
+    console.print(f"cycle {out.get('status')}: {len(out.get('horizons_ok', []))} of 6 horizons stored" + (f"; failed: {out['failed']}" if out.get("failed") else ""))
+
+
+def demo(
+    days: Annotated[int, typer.Option("--days", min=15, help="History to backfill from the simulator.")] = 60,
+    config: ConfigOpt = None,
+) -> None:
+    """Run everything with no servers: simulator on loopback, backfill, train, one cycle, forecasts.
+
+    Example: artq demo
+    """
+    from artq.pipeline import train_step
+    from artq.pipeline.ingest import backfill as run_backfill
+    from artq.storage import migrate
+    from artq.storage import repository as repo
+
+    settings = _settings(config)
+    name = settings.applications[0].name
+    started = time.perf_counter()
+    migrate(settings.database_url)
+    t0 = last_complete_hour()
+    rt = _runtime(settings)
+    try:
+        console.print(f"[bold]artq demo[/]: application {name}, source {'simulator' if not settings.source.url else settings.source.url}")
+        with rt.db.session() as s:
+            have = repo.latest_observed_hour(s, name)
+        first = t0 + timedelta(hours=1) - timedelta(days=days)
+        if have is None or have < first:
+            with _progress() as bar:
+                task = bar.add_task("backfill", total=days * 24)
+                run_backfill(rt, settings.application(name), first, t0 + timedelta(hours=1), progress=lambda d, t: bar.update(task, completed=d, total=t))
+        from artq.forecasting import registry
+
+        if registry.champion(settings.models_dir, name) is None:
+            with console.status("training six horizon models"):
+                out = train_step(rt, name, tune=False, until=t0)
+            console.print(f"trained version {out['version']}")
+    finally:
+        rt.close()
+    out = _cycle(settings, name, t0, use_broker=False, timeout=600, trigger="demo")
+    _print_forecasts(settings, name, t0, out)
+    console.print(f"data: {_safe_url(settings.database_url)}; models: {settings.models_dir}; took {time.perf_counter() - started:.1f} s (at {utcnow():%H:%M} UTC)")
+
+
+def status(app: AppOpt = "", limit: Annotated[int, typer.Option("--limit", min=1)] = 10, config: ConfigOpt = None) -> None:
+    """Show the last cycles from the run table: status, step timings, error.
+
+    Example: artq status --app ABP --limit 24
+    """
+    from artq.storage import open_database
+    from artq.storage import repository as repo
+
+    settings = _settings(config)
+    db = open_database(settings.database_url)
+    try:
+        with db.session() as s:
+            runs = repo.recent_runs(s, settings.application(app).name if app else None, limit)
+    finally:
+        db.dispose()
+    table = Table(title="recent cycles")
+    for col in ("application", "origin (UTC)", "status", "trigger", "attempts", "fetch s", "predict s", "refresh s", "error"):
+        table.add_column(col)
+    for r in runs:
+        table.add_row(r.application, f"{r.origin:%Y-%m-%d %H:00}", r.status, r.trigger, str(r.attempts),
+                      _fmt(r.fetch_s), _fmt(r.predict_s), _fmt(r.refresh_s), (r.error or "")[:80])
+    console.print(table)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init-db")(init_db)
+    app.command("backfill")(backfill)
+    app.command("train")(train)
+    app.command("run-cycle")(run_cycle)
+    app.command("demo")(demo)
+    app.command("status")(status)

@@ -1,0 +1,1 @@
+"""What analysts look at: the dashboard tables the chord callback refreshes, and the web page."""
