@@ -1,0 +1,364 @@
+"""The AppDynamics Controller REST client: hourly values of the metrics in ``catalog.METRICS``.
+
+Wire format: ``/work/shared/appdynamics-api.md``. Per application and request window, two
+wildcard requests cover every series artq reads: ``Overall Application Performance|*``
+(application level, the main server) and ``Overall Application Performance|*|*`` (tiers).
+
+- Spans of 49 hours or more go out as ``BETWEEN_TIMES`` chunks of ``chunk_hours`` with
+  ``rollup=false``: over 2940 minutes the controller answers in 60-minute buckets, so a week
+  of six metrics on eight servers is two small responses. Shorter spans go out as one
+  one-hour ``rollup=true`` window per hour (one point per metric), which avoids pulling
+  1- or 10-minute buckets. Parsing copes with any resolution either way (``parse.py``).
+- Retries with exponential backoff and jitter only for connection errors, timeouts and 5xx;
+  a 4xx is a mistake a retry cannot fix, so it raises at once.
+- OAuth client credentials (token cached until shortly before it expires, refreshed once on
+  a 401), or HTTP Basic when no client id/secret is given. Secrets never reach exceptions,
+  logs or reprs.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+
+from artq.catalog import OVERALL
+from artq.config import DEFAULT_CLIENT_SECRET, SourceSettings
+from artq.errors import (
+    AuthFailed,
+    ConfigError,
+    InvalidResponse,
+    SourceError,
+    SourceUnavailable,
+    UnknownApplication,
+)
+from artq.sources.parse import (
+    HOUR_MS,
+    HourlyValue,
+    Missing,
+    Series,
+    Window,
+    decode_json,
+    expected_servers,
+    hourly_values,
+    parse_metric_data,
+)
+from artq.timeutil import HOUR, as_utc, floor_hour, from_ms, to_ms
+
+log = logging.getLogger(__name__)
+
+TOKEN_PATH = "/controller/api/oauth/access_token"
+REST_PATH = "/controller/rest"
+WILDCARD_PATHS = (f"{OVERALL}|*", f"{OVERALL}|*|*")  # app-level leaves, tier-level leaves
+CHUNKED_FROM_HOURS = 49  # the controller gives 60-minute buckets for ranges over 2940 min
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+DEFAULT_TOKEN_TTL_S = 300.0  # the controller's default when `expires_in` is absent
+
+
+@dataclass
+class FetchResult:
+    values: list[HourlyValue]
+    missing: list[Missing]  # (server, metric_key, hour) the source had no data for
+    requests: int  # HTTP calls made, token requests and retries included
+
+
+@dataclass
+class _Token:
+    value: str = field(repr=False)
+    refresh_at: float  # clock time after which a new token is fetched
+
+
+class AppDynamicsClient:
+    """Reads hourly metric values from an AppDynamics controller (or the simulator)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 30.0,
+        retries: int = 3,
+        verify_tls: bool = True,
+        chunk_hours: int = 168,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if client_id and client_secret:
+            self._mode = "oauth"
+        elif username and password:
+            self._mode = "basic"
+        else:
+            raise ConfigError(
+                "the AppDynamics client needs credentials: client_id and client_secret (OAuth), "
+                "or username (user@account) and password (Basic). Set them under `source` in artq.yml."
+            )
+        if chunk_hours < 1:
+            raise ValueError(f"`chunk_hours` must be at least 1. Got {chunk_hours}.")
+        if retries < 0:
+            raise ValueError(f"`retries` must be 0 or more. Got {retries}.")
+        self.base_url = _strip_base(base_url)
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.verify_tls = verify_tls
+        self.chunk_hours = chunk_hours
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._username = username
+        self._password = password
+        self._own_session = session is None
+        self._session = session or requests.Session()
+        self._sleep = sleep
+        self._clock = clock
+        self._random = random.Random()
+        self._token: _Token | None = None
+        self._calls = 0  # HTTP calls made by this client, for FetchResult.requests
+
+    @classmethod
+    def from_settings(cls, source_settings: SourceSettings, base_url: str | None = None) -> AppDynamicsClient:
+        """A client for ``source_settings``; ``base_url`` overrides ``source.url`` (e.g. the simulator's)."""
+        s = source_settings
+        url = base_url or s.url
+        if not url:
+            raise ConfigError("`source.url` is not set: give the controller's URL, e.g. https://acme.saas.appdynamics.com.")
+        # `client_secret` defaults to the simulator's local secret, so a config that sets only
+        # username/password means Basic; an explicitly configured secret means OAuth.
+        basic = bool(s.username and s.password) and s.client_secret in (None, DEFAULT_CLIENT_SECRET)
+        return cls(
+            url,
+            client_id=None if basic else s.client_id,
+            client_secret=None if basic else s.client_secret,
+            username=s.username,
+            password=s.password,
+            timeout_s=s.timeout_s,
+            retries=s.retries,
+            verify_tls=s.verify_tls,
+            chunk_hours=s.chunk_hours,
+        )
+
+    def __repr__(self) -> str:
+        return f"AppDynamicsClient({self.base_url!r}, auth={self._mode!r})"
+
+    def close(self) -> None:
+        if self._own_session:
+            self._session.close()
+
+    def __enter__(self) -> AppDynamicsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- public calls -------------------------------------------------------------------
+
+    def applications(self) -> list[dict]:
+        """The controller's applications (``id``, ``name``, ...), as it lists them."""
+        resp = self._get(f"{REST_PATH}/applications", {"output": "JSON"}, application=None)
+        body = decode_json(resp.content, "applications response")
+        if not isinstance(body, list) or not all(isinstance(a, dict) and isinstance(a.get("name"), str) for a in body):
+            raise InvalidResponse("applications response: expected a JSON array of objects with a string `name`.")
+        return body
+
+    def fetch_hours(self, application: str, tiers: Sequence[str], start: datetime, end: datetime) -> FetchResult:
+        """Hourly values of every metric on the main server and ``tiers``, complete hours in [start, end).
+
+        All or nothing: every response is validated before anything is returned.
+        """
+        first = floor_hour(start)
+        if first < as_utc(start):
+            first += HOUR  # the hour containing `start` is not complete inside the range
+        hours = []
+        while first + HOUR <= as_utc(end):
+            hours.append(first)
+            first += HOUR
+        servers = expected_servers(tiers)
+        calls_before = self._calls
+        series: list[Series] = []
+        for window in self._windows(hours):
+            for path in WILDCARD_PATHS:
+                body = self._metric_data(application, path, window)
+                series.extend(parse_metric_data(body, window, servers))
+        values, missing = hourly_values(series, servers, hours)
+        return FetchResult(values, missing, self._calls - calls_before)
+
+    # ---- request planning ---------------------------------------------------------------
+
+    def _windows(self, hours: list[datetime]) -> list[Window]:
+        if not hours:
+            return []
+        if len(hours) < CHUNKED_FROM_HOURS:
+            return [Window(to_ms(h), to_ms(h) + HOUR_MS, rollup=True) for h in hours]
+        out, end_ms = [], to_ms(hours[-1]) + HOUR_MS
+        for i in range(0, len(hours), self.chunk_hours):
+            ws = to_ms(hours[i])
+            out.append(Window(ws, min(ws + self.chunk_hours * HOUR_MS, end_ms), rollup=False))
+        return out
+
+    def _metric_data(self, application: str, metric_path: str, window: Window) -> bytes:
+        path = f"{REST_PATH}/applications/{quote(application, safe='')}/metric-data"
+        params = {
+            "metric-path": metric_path,
+            "time-range-type": "BETWEEN_TIMES",
+            "start-time": str(window.start_ms),
+            "end-time": str(window.end_ms),
+            "rollup": "true" if window.rollup else "false",
+            "output": "JSON",
+        }
+        log.debug("metric-data %s %s [%s, %s) rollup=%s", application, metric_path,
+                  from_ms(window.start_ms).isoformat(), from_ms(window.end_ms).isoformat(), window.rollup)
+        return self._get(path, params, application=application).content
+
+    # ---- HTTP ---------------------------------------------------------------------------
+
+    def _get(self, path: str, params: dict[str, str], *, application: str | None) -> requests.Response:
+        # Percent-encode ourselves: `|` → %7C, space → %20 (not `+`), `*` kept as real clients do.
+        url = f"{self.base_url}{path}?" + "&".join(f"{k}={quote(v, safe='*')}" for k, v in params.items())
+        resp = self._send("GET", url, path, headers=self._auth_headers())
+        if resp.status_code == 401 and self._mode == "oauth":
+            self._token = None  # revoked or expired early: one fresh token, then give up
+            resp = self._send("GET", url, path, headers=self._auth_headers())
+        if resp.status_code in (401, 403):
+            raise AuthFailed(self._auth_message(resp.status_code, path))
+        if resp.status_code == 429:
+            raise SourceUnavailable(f"AppDynamics at {path} is rate limiting (HTTP 429). Retry later.")
+        if 400 <= resp.status_code < 500:
+            detail = _snippet(resp)
+            if application is not None:
+                raise UnknownApplication(
+                    f"the controller does not know application {application!r} (HTTP {resp.status_code}"
+                    f"{detail}). Check `applications` in artq.yml against the names the controller "
+                    f"lists at {REST_PATH}/applications."
+                )
+            raise SourceError(f"AppDynamics at {path} refused the request (HTTP {resp.status_code}{detail}).")
+        if resp.status_code >= 300:
+            raise SourceError(f"AppDynamics at {path} answered HTTP {resp.status_code}; expected 200.")
+        return resp
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self._mode == "basic":
+            return {}  # sent through `auth=` in _send
+        return {"Authorization": f"Bearer {self._access_token()}"}
+
+    def _auth_message(self, status: int, path: str) -> str:
+        if status == 403:
+            return (
+                f"AppDynamics refused access to {path} (HTTP 403): the credentials work but lack "
+                "permission. Give the API client or user a role that can view the application's metrics."
+            )
+        if self._mode == "oauth":
+            return (
+                f"AppDynamics refused the API client's token for {path} (HTTP 401), even a fresh one. "
+                "Check source.client_id (name@account) and source.client_secret in artq.yml, or "
+                "ARTQ_SOURCE_CLIENT_ID / ARTQ_SOURCE_CLIENT_SECRET."
+            )
+        return (
+            f"AppDynamics refused the username and password for {path} (HTTP 401). Check "
+            "source.username (user@account) and source.password in artq.yml, or "
+            "ARTQ_SOURCE_USERNAME / ARTQ_SOURCE_PASSWORD."
+        )
+
+    def _access_token(self) -> str:
+        now = self._clock()
+        if self._token is not None and now < self._token.refresh_at:
+            return self._token.value
+        resp = self._send(
+            "POST",
+            f"{self.base_url}{TOKEN_PATH}",
+            TOKEN_PATH,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self._client_id or "",
+                "client_secret": self._client_secret or "",
+            },
+        )
+        if resp.status_code in (400, 401, 403):
+            raise AuthFailed(
+                f"AppDynamics refused the API client credentials at {TOKEN_PATH} (HTTP {resp.status_code}). "
+                "Check source.client_id (name@account) and source.client_secret in artq.yml, or "
+                "ARTQ_SOURCE_CLIENT_ID / ARTQ_SOURCE_CLIENT_SECRET."
+            )
+        if resp.status_code != 200:
+            raise SourceError(
+                f"AppDynamics answered HTTP {resp.status_code} at {TOKEN_PATH}; expected 200. "
+                "Check that source.url is the controller's base URL."
+            )
+        body = decode_json(resp.content, "token response")
+        token = body.get("access_token") if isinstance(body, dict) else None
+        ttl = body.get("expires_in", DEFAULT_TOKEN_TTL_S) if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise InvalidResponse("token response: no string `access_token` in the body.")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+            raise InvalidResponse(f"token response: `expires_in` must be a positive number of seconds. Got {ttl!r}.")
+        # Refresh a little early so a token never expires between check and use.
+        self._token = _Token(token, now + ttl - min(30.0, ttl / 10))
+        return token
+
+    def _send(self, method: str, url: str, path: str, **kwargs: Any) -> requests.Response:
+        """One request with retries on connection errors, timeouts and 5xx; other answers return."""
+        auth = (self._username, self._password) if self._mode == "basic" else None
+        problem = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+                self._sleep(delay + self._random.uniform(0, delay / 2))
+            self._calls += 1
+            try:
+                resp = self._session.request(
+                    method, url, auth=auth, timeout=self.timeout_s, verify=self.verify_tls, **kwargs
+                )
+            except requests.exceptions.SSLError:
+                raise SourceError(
+                    f"TLS verification failed for {self.base_url}. Install the controller's CA "
+                    "certificate, or set source.verify_tls: false only for a trusted test controller."
+                ) from None
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                problem = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
+                log.warning("AppDynamics %s %s: %s (attempt %d)", method, path, problem, attempt + 1)
+                continue
+            except requests.RequestException as exc:
+                raise SourceError(
+                    f"cannot send a request to {self.base_url}{path} ({type(exc).__name__}). "
+                    "Check source.url in artq.yml."
+                ) from None
+            if resp.status_code < 500:
+                return resp
+            problem = f"HTTP {resp.status_code}"
+            log.warning("AppDynamics %s %s: %s (attempt %d)", method, path, problem, attempt + 1)
+        raise SourceUnavailable(
+            f"AppDynamics at {path} is unavailable: {problem} after {self.retries + 1} attempts. "
+            "Check that the controller is reachable at source.url, or retry later."
+        )
+
+
+def _strip_base(url: str) -> str:
+    """The base URL without credentials, query or a trailing ``/controller`` (paths add it)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"`source.url` must be an http(s) URL such as https://acme.saas.appdynamics.com. Got scheme {parts.scheme!r}.")
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if parts.port:
+        netloc += f":{parts.port}"
+    path = parts.path.rstrip("/")
+    if path.endswith("/controller"):
+        path = path[: -len("/controller")]
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
+
+
+def _snippet(resp: requests.Response) -> str:
+    text = " ".join(resp.text.split())[:160]
+    return f": {text}" if text else ""
+
+
+__all__ = ["AppDynamicsClient", "FetchResult", "HourlyValue", "TOKEN_PATH", "WILDCARD_PATHS"]

@@ -1,0 +1,440 @@
+"""AppDynamicsClient over real HTTP: a small controller stub in this file, then the simulator.
+
+The stub serves deterministic per-minute data (below, ``minute_point``) aggregated the way the
+API spec says a controller does: bucket size from the range length, one point for rollup=true.
+The expected hourly values are computed here straight from the per-minute data.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+from artq.catalog import MAIN, METRICS, Rollup, metric_path, parse_metric_path
+from artq.config import SourceSettings
+from artq.errors import AuthFailed, InvalidResponse, SourceUnavailable, UnknownApplication
+from artq.sources.appdynamics import AppDynamicsClient, FetchResult, HourlyValue
+from artq.timeutil import HOUR, to_ms
+
+CLIENT_ID = "artq@customer1"
+SECRET = "s3cret-Zq9"
+USER, PASSWORD = "ops@customer1", "pw-Xy7"
+TIERS = ["ABPServer1", "ABPServer2"]
+T0 = datetime(2026, 11, 2, 0, tzinfo=UTC)
+MIN = 60_000
+GAP_HOUR = T0 + 3 * HOUR  # ABPServer2 reports nothing during this hour
+
+
+# ---- the stub controller --------------------------------------------------------------------
+
+
+def minute_point(server: str, metric_index: int, minute_ms: int) -> tuple[int, int] | None:
+    """(count, sum) of one minute, or None when the server reported nothing."""
+    if server == "ABPServer2" and GAP_HOUR <= datetime.fromtimestamp(minute_ms / 1000, UTC) < GAP_HOUR + HOUR:
+        return None
+    m = minute_ms // MIN
+    s = [MAIN, *TIERS].index(server)
+    if metric_index == 0:  # ART: count = calls, sum = total ms
+        count = 5 + m % 7 + s
+        return count, count * (100 + 10 * s) + m % 13
+    return 2, (m * (metric_index + 3)) % 17 + s  # counters: count = reports, sum = events
+
+
+def expected_hourly(server: str, metric_index: int, hour: datetime) -> float | None:
+    points = [minute_point(server, metric_index, to_ms(hour) + i * MIN) for i in range(60)]
+    points = [p for p in points if p]
+    if not points:
+        return None
+    if METRICS[metric_index].rollup is Rollup.AVERAGE:
+        return sum(p[1] for p in points) / sum(p[0] for p in points)
+    return sum(p[1] for p in points) / 60
+
+
+@dataclass
+class Stub:
+    ttl: float = 300.0
+    tokens: set[str] = field(default_factory=set)
+    faults: list[str] = field(default_factory=list)  # consumed one per metric-data request
+    log: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
+    accept_tokens: bool = True
+    issued: int = 0
+
+    def metric_data(self, query: dict[str, str]) -> list[dict]:
+        pattern = query["metric-path"].split("|")
+        start, end = int(query["start-time"]), int(query["end-time"])
+        rollup = query.get("rollup", "true").lower() == "true"
+        minutes = (end - start) // MIN
+        size = 1 if minutes <= 1459 else 10 if minutes <= 2940 else 60
+        out = []
+        for server in [MAIN, *TIERS]:
+            for k, metric in enumerate(METRICS):
+                path = metric_path(metric, server)
+                if len(path.split("|")) != len(pattern):
+                    continue
+                buckets: dict[int, list[int]] = {}
+                for t in range(start, end, MIN):
+                    p = minute_point(server, k, t)
+                    if p:
+                        b = buckets.setdefault(t - t % (size * MIN) if not rollup else start, [0, 0])
+                        b[0] += p[0]
+                        b[1] += p[1]
+                span = minutes if rollup else size
+                values = [
+                    {"startTimeInMillis": t, "occurrences": 0, "current": 0, "min": 0, "max": 0,
+                     "useRange": k == 0, "count": c, "sum": s,
+                     "value": round(s / c) if k == 0 else round(s / span), "standardDeviation": 0}
+                    for t, (c, s) in sorted(buckets.items())
+                ]
+                out.append({"metricId": 100 + k, "metricName": "METRIC DATA NOT FOUND" if not values else "BTM|x",
+                            "metricPath": path, "frequency": "ONE_MIN" if rollup else ["ONE_MIN", "TEN_MIN", "SIXTY_MIN"][[1, 10, 60].index(size)],
+                            "metricValues": values})
+        out.append({"metricId": 9, "metricName": "BTM|x", "metricPath": "Overall Application Performance|Stall Count",
+                    "frequency": "ONE_MIN", "metricValues": []})
+        return out
+
+
+def make_handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:  # keep pytest output clean
+            pass
+
+        def reply(self, status: int, body: bytes | str, length: int | None = None) -> None:
+            data = body.encode() if isinstance(body, str) else body
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data) if length is None else length))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            stub.log.append(("POST", self.path, dict(self.headers), raw))
+            form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+            if self.path != "/controller/api/oauth/access_token":
+                return self.reply(404, "not found")
+            if self.headers.get("Content-Type") != "application/x-www-form-urlencoded":
+                return self.reply(400, "invalid content type")
+            if form != {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": SECRET}:
+                return self.reply(401, "Failed to authenticate: invalid client credentials")
+            stub.issued += 1
+            token = f"tok-{stub.issued}"
+            stub.tokens.add(token)
+            self.reply(200, json.dumps({"access_token": token, "expires_in": stub.ttl}))
+
+        def do_GET(self) -> None:
+            stub.log.append(("GET", self.path, dict(self.headers), b""))
+            auth = self.headers.get("Authorization", "")
+            basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+            if not (auth == basic or (stub.accept_tokens and auth.removeprefix("Bearer ") in stub.tokens)):
+                return self.reply(401, "HTTP Status 401 - Unauthorized")
+            url = urlsplit(self.path)
+            query = {k: unquote(v) for k, _, v in (p.partition("=") for p in url.query.split("&") if p)}
+            parts = url.path.split("/")
+            if url.path == "/controller/rest/applications":
+                return self.reply(200, json.dumps([{"description": "", "id": 7, "name": "ABP", "accountGuid": "g"}]))
+            if len(parts) != 6 or parts[5] != "metric-data":
+                return self.reply(404, "no such endpoint")
+            if unquote(parts[4]) != "ABP":
+                return self.reply(400, f"Invalid application id {unquote(parts[4])} is specified")
+            fault = stub.faults.pop(0) if stub.faults else ""
+            if fault == "timeout":
+                time.sleep(0.6)
+            if fault.isdigit():
+                return self.reply(int(fault), "fault injected")
+            body = json.dumps(stub.metric_data(query), indent=2)
+            if fault == "truncate":
+                return self.reply(200, body[: len(body) // 2])
+            if fault == "drop":  # promise more bytes than sent, then close
+                self.close_connection = True
+                return self.reply(200, body[:100], length=len(body))
+            self.reply(200, body)
+
+    return Handler
+
+
+@pytest.fixture
+def stub() -> Iterator[tuple[Stub, str]]:
+    state = Stub()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield state, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class Sleeps(list):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def client_for(url: str, **kwargs) -> AppDynamicsClient:
+    opts = {"client_id": CLIENT_ID, "client_secret": SECRET, "timeout_s": 2.0, "sleep": Sleeps()} | kwargs
+    return AppDynamicsClient(url, **opts)
+
+
+def as_map(result: FetchResult) -> dict[tuple[str, str, datetime], float]:
+    return {(v.server, v.metric, v.hour): v.value for v in result.values}
+
+
+def assert_matches_minute_data(result: FetchResult, hours: list[datetime]) -> None:
+    got = as_map(result)
+    for server in [MAIN, *TIERS]:
+        for k, metric in enumerate(METRICS):
+            for hour in hours:
+                want = expected_hourly(server, k, hour)
+                key = (server, metric.key, hour)
+                if want is None:
+                    assert key in result.missing and key not in got
+                else:
+                    assert got[key] == pytest.approx(want, rel=1e-12), key
+
+
+def metric_requests(stub: Stub) -> list[dict[str, str]]:
+    out = []
+    for method, path, _, _ in stub.log:
+        if method == "GET" and "metric-data" in path:
+            out.append({k: unquote(v) for k, _, v in (p.partition("=") for p in urlsplit(path).query.split("&"))})
+    return out
+
+
+# ---- fetching ---------------------------------------------------------------------------------
+
+
+def test_short_span_uses_one_rollup_window_per_hour(stub):
+    state, url = stub
+    hours = [T0 + i * HOUR for i in range(5)]
+    result = client_for(url).fetch_hours("ABP", TIERS, T0, T0 + 5 * HOUR)
+    assert_matches_minute_data(result, hours)
+    assert result.requests == 1 + 5 * 2  # one token, two wildcard paths per hour
+    assert [(q["metric-path"], q["rollup"]) for q in metric_requests(state)[:2]] == [
+        ("Overall Application Performance|*", "true"),
+        ("Overall Application Performance|*|*", "true"),
+    ]
+    assert {int(q["end-time"]) - int(q["start-time"]) for q in metric_requests(state)} == {3_600_000}
+    assert ("ABPServer2", "cpm", GAP_HOUR) in result.missing
+    assert len(result.values) + len(result.missing) == 3 * len(METRICS) * 5
+
+
+def test_long_span_uses_chunks_without_rollup_and_agrees_with_hourly_rollups(stub):
+    state, url = stub
+    hours = [T0 + i * HOUR for i in range(60)]
+    chunked = client_for(url, chunk_hours=50).fetch_hours("ABP", TIERS, T0, T0 + 60 * HOUR)
+    queries = metric_requests(state)
+    # 50 h comes back in 60-minute buckets, the 10 h remainder in 1-minute buckets.
+    assert [(q["rollup"], (int(q["end-time"]) - int(q["start-time"])) // 3_600_000) for q in queries] == [
+        ("false", 50), ("false", 50), ("false", 10), ("false", 10)
+    ]
+    assert all(q["time-range-type"] == "BETWEEN_TIMES" and q["output"] == "JSON" for q in queries)
+    assert chunked.requests == 1 + 4
+    assert_matches_minute_data(chunked, hours)
+    hourly = client_for(url).fetch_hours("ABP", TIERS, T0 + 40 * HOUR, T0 + 60 * HOUR)
+    for key, value in as_map(hourly).items():
+        assert as_map(chunked)[key] == pytest.approx(value, rel=1e-12)
+    assert len(hourly.values) == 20 * 3 * len(METRICS) - (0 if GAP_HOUR < T0 + 40 * HOUR else len(METRICS))
+
+
+def test_only_complete_hours_inside_the_range_are_fetched(stub):
+    _, url = stub
+    result = client_for(url).fetch_hours("ABP", ["ABPServer1"], T0 + HOUR / 2, T0 + 3.5 * HOUR)
+    assert sorted({v.hour for v in result.values}) == [T0 + HOUR, T0 + 2 * HOUR]
+    assert {v.server for v in result.values} == {MAIN, "ABPServer1"}  # ABPServer2 not asked for
+
+
+def test_empty_range_makes_no_requests(stub):
+    state, url = stub
+    result = client_for(url).fetch_hours("ABP", TIERS, T0, T0 + HOUR / 2)
+    assert result == FetchResult([], [], 0) and state.log == []
+
+
+def test_metric_path_and_application_are_percent_encoded(stub):
+    state, url = stub
+    client_for(url).fetch_hours("ABP", TIERS, T0, T0 + HOUR)
+    gets = [path for method, path, _, _ in state.log if method == "GET"]
+    assert gets[0].startswith("/controller/rest/applications/ABP/metric-data?metric-path=Overall%20Application%20Performance%7C*&")
+    with pytest.raises(UnknownApplication):
+        client_for(url).fetch_hours("ABP Batch/2", TIERS, T0, T0 + HOUR)
+    assert state.log[-1][1].startswith("/controller/rest/applications/ABP%20Batch%2F2/metric-data?")
+
+
+def test_applications_lists_the_controller_applications(stub):
+    _, url = stub
+    assert client_for(url).applications() == [{"description": "", "id": 7, "name": "ABP", "accountGuid": "g"}]
+
+
+# ---- authentication ---------------------------------------------------------------------------
+
+
+def test_token_request_is_a_form_post_and_the_token_is_reused(stub):
+    state, url = stub
+    client = client_for(url)
+    client.fetch_hours("ABP", TIERS, T0, T0 + HOUR)
+    second = client.fetch_hours("ABP", TIERS, T0 + HOUR, T0 + 2 * HOUR)
+    posts = [entry for entry in state.log if entry[0] == "POST"]
+    assert len(posts) == 1 and second.requests == 2
+    _, path, headers, raw = posts[0]
+    assert path == "/controller/api/oauth/access_token"
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert parse_qs(raw.decode()) == {"grant_type": ["client_credentials"], "client_id": [CLIENT_ID], "client_secret": [SECRET]}
+    assert all(h["Authorization"] == "Bearer tok-1" for m, _, h, _ in state.log if m == "GET")
+
+
+def test_token_is_refreshed_shortly_before_it_expires(stub):
+    state, url = stub
+    state.ttl = 100.0
+    now = [1000.0]
+    client = client_for(url, clock=lambda: now[0])
+    client.applications()
+    now[0] += 89.0  # inside the validity minus the early-refresh margin (10 s)
+    client.applications()
+    assert state.issued == 1
+    now[0] += 2.0
+    client.applications()
+    assert state.issued == 2
+
+
+def test_a_revoked_token_is_replaced_once_after_a_401(stub):
+    state, url = stub
+    client = client_for(url)
+    client.applications()
+    state.tokens.clear()  # the controller forgot every token (restart, revocation)
+    result = client.fetch_hours("ABP", TIERS, T0, T0 + HOUR)
+    assert state.issued == 2
+    assert result.requests == 1 + 1 + 1 + 1  # refused GET, new token, GET again, second path
+    assert len(result.values) > 0
+
+
+def test_token_refused_even_when_fresh_raises_auth_failed(stub):
+    state, url = stub
+    state.accept_tokens = False
+    with pytest.raises(AuthFailed) as err:
+        client_for(url).fetch_hours("ABP", TIERS, T0, T0 + HOUR)
+    assert str(err.value) == (
+        "AppDynamics refused the API client's token for /controller/rest/applications/ABP/metric-data "
+        "(HTTP 401), even a fresh one. Check source.client_id (name@account) and source.client_secret "
+        "in artq.yml, or ARTQ_SOURCE_CLIENT_ID / ARTQ_SOURCE_CLIENT_SECRET."
+    )
+    assert state.issued == 2
+
+
+def test_wrong_secret_raises_auth_failed_without_retrying_or_leaking(stub, caplog):
+    state, url = stub
+    caplog.set_level(logging.DEBUG)
+    client = client_for(url, client_secret="wrong-secret-42")
+    with pytest.raises(AuthFailed) as err:
+        client.fetch_hours("ABP", TIERS, T0, T0 + HOUR)
+    assert str(err.value) == (
+        "AppDynamics refused the API client credentials at /controller/api/oauth/access_token (HTTP 401). "
+        "Check source.client_id (name@account) and source.client_secret in artq.yml, or "
+        "ARTQ_SOURCE_CLIENT_ID / ARTQ_SOURCE_CLIENT_SECRET."
+    )
+    assert len(state.log) == 1
+    for text in (str(err.value), repr(client), caplog.text):
+        assert "wrong-secret-42" not in text
+
+
+def test_basic_auth_when_no_client_credentials(stub):
+    state, url = stub
+    client = AppDynamicsClient(url, username=USER, password=PASSWORD)
+    assert client.fetch_hours("ABP", TIERS, T0, T0 + HOUR).requests == 2
+    assert not any(m == "POST" for m, *_ in state.log)
+    assert PASSWORD not in repr(client)
+    with pytest.raises(AuthFailed, match=r"refused the username and password .*\(HTTP 401\)"):
+        AppDynamicsClient(url, username=USER, password="nope").applications()
+
+
+def test_from_settings_picks_basic_when_only_username_and_password_are_set(stub):
+    _, url = stub
+    basic = AppDynamicsClient.from_settings(SourceSettings(username=USER, password=PASSWORD), base_url=url)
+    assert repr(basic) == f"AppDynamicsClient({url!r}, auth='basic')"
+    oauth = AppDynamicsClient.from_settings(SourceSettings(url=url, client_id=CLIENT_ID, client_secret=SECRET))
+    assert oauth.applications()[0]["name"] == "ABP"
+
+
+# ---- failures ---------------------------------------------------------------------------------
+
+
+def test_server_errors_are_retried_with_growing_backoff(stub):
+    state, url = stub
+    state.faults = ["500", "503"]
+    sleeps = Sleeps()
+    result = client_for(url, sleep=sleeps).fetch_hours("ABP", TIERS, T0, T0 + HOUR)
+    assert result.requests == 1 + 3 + 1
+    assert len(sleeps) == 2 and 0.5 <= sleeps[0] <= 0.75 and 1.0 <= sleeps[1] <= 1.5
+    assert_matches_minute_data(result, [T0])
+
+
+def test_exhausted_retries_raise_source_unavailable_naming_the_path(stub):
+    state, url = stub
+    state.faults = ["502"] * 4
+    sleeps = Sleeps()
+    with pytest.raises(SourceUnavailable) as err:
+        client_for(url, retries=3, sleep=sleeps).fetch_hours("ABP", TIERS, T0, T0 + HOUR)
+    assert str(err.value) == (
+        "AppDynamics at /controller/rest/applications/ABP/metric-data is unavailable: HTTP 502 after 4 "
+        "attempts. Check that the controller is reachable at source.url, or retry later."
+    )
+    assert len(sleeps) == 3 and SECRET not in str(err.value)
+
+
+def test_timeouts_are_retried(stub):
+    state, url = stub
+    state.faults = ["timeout"]
+    result = client_for(url, timeout_s=0.3).fetch_hours("ABP", TIERS, T0, T0 + HOUR)
+    assert result.requests == 1 + 2 + 1
+    state.faults = ["timeout", "timeout"]
+    with pytest.raises(SourceUnavailable, match="unavailable: timed out after 2 attempts"):
+        client_for(url, timeout_s=0.3, retries=1).fetch_hours("ABP", TIERS, T0, T0 + HOUR)
+
+
+def test_connection_dropped_mid_body_is_retried(stub):
+    state, url = stub
+    state.faults = ["drop"]
+    result = client_for(url).fetch_hours("ABP", TIERS, T0, T0 + HOUR)
+    assert result.requests == 1 + 2 + 1
+
+
+def test_connection_refused_raises_source_unavailable():
+    with pytest.raises(SourceUnavailable, match="connection failed after 3 attempts"):
+        client_for("http://127.0.0.1:9", retries=2).applications()
+
+
+def test_client_errors_are_not_retried(stub):
+    state, url = stub
+    state.faults = ["404"]
+    with pytest.raises(UnknownApplication):
+        client_for(url).fetch_hours("ABP", TIERS, T0, T0 + HOUR)
+    assert len(state.log) == 2
+
+
+def test_unknown_application_says_to_check_the_config(stub):
+    _, url = stub
+    with pytest.raises(UnknownApplication) as err:
+        client_for(url).fetch_hours("NOPE", TIERS, T0, T0 + HOUR)
+    assert str(err.value) == (
+        "the controller does not know application 'NOPE' (HTTP 400: Invalid application id NOPE is "
+        "specified). Check `applications` in artq.yml against the names the controller lists at "
+        "/controller/rest/applications."
+    )
+
+
+def test_truncated_json_raises_invalid_response_at_once(stub):
+    state, url = stub
+    state.faults = ["", "", "truncate"]
+    with pytest.raises(InvalidResponse, match="^metric-data response: the body is not complete JSON"):
+        client_for(url).fetch_hours("ABP", TIERS, T0, T0 + 2 * HOUR)
+    assert len([m for m, *_ in state.log if m == "GET"]) == 3
