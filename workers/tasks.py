@@ -22,9 +22,9 @@ def fetch(self, application: str, origin: str) -> dict:
     return fetch_step(get_runtime(), application, origin, task_id=self.request.id)
 
 
-@app.task(name="artq.cycle.predict", soft_time_limit=240, time_limit=300)
-def predict(payload: dict, horizon: int) -> dict:
-    return predict_step(get_runtime(), payload, horizon)
+@app.task(name="artq.cycle.predict", bind=True, soft_time_limit=240, time_limit=300)
+def predict(self, payload: dict, horizon: int) -> dict:
+    return {**predict_step(get_runtime(), payload, horizon), "worker": self.request.hostname}
 
 
 @app.task(name="artq.cycle.refresh", soft_time_limit=240, time_limit=300)

@@ -98,15 +98,15 @@ def refresh_step(rt: Runtime, results: list[dict[str, Any]], application: str, o
     elapsed = time.perf_counter() - started
     status = "succeeded" if not failed else ("partial" if ok else "failed")
     error = "; ".join(f"h{h}: {e}" for h, e in sorted(failed.items())) or None
+    predict_s = max((r.get("seconds") or 0 for r in results), default=None)
+    versions = {r.get("model_version") for r in results if r.get("ok")}
     with rt.db.session() as s:
-        run = repo.get_run(s, application, t0)
-        predict_s = max((r.get("seconds") or 0 for r in results), default=None)
-        versions = {r.get("model_version") for r in results if r.get("ok")}
         repo.update_run(
             s, application, t0, status=status, finished_at=utcnow(), refresh_s=round(elapsed, 3),
-            predict_s=predict_s, error=error, model_version=next(iter(versions)) if len(versions) == 1 else None,
-            details={"horizons_ok": ok, "horizons_failed": failed, "dashboard": dash},
-        ) if run else None
+            predict_s=predict_s, error=error, model_version=versions.pop() if len(versions) == 1 else None,
+            details={"horizons_ok": ok, "horizons_failed": failed, "dashboard": dash,
+                     "workers": {str(r["horizon"]): r["worker"] for r in results if r.get("worker")}},
+        )
     return {"application": application, "origin": t0.isoformat(), "status": status, "horizons_ok": ok, "failed": failed}
 
 

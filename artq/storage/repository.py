@@ -49,7 +49,7 @@ def store_observations(
                 delete(SourceGap).where(
                     SourceGap.application == application,
                     tuple_(SourceGap.server, SourceGap.metric, SourceGap.hour).in_(
-                        [(s, m, h.replace(tzinfo=None)) for s, m, h in keys[i : i + 400]]
+                        keys[i : i + 400]
                     ),
                 )
             )
@@ -68,8 +68,8 @@ def record_gaps(
         for g in session.scalars(
             select(SourceGap).where(
                 SourceGap.application == application,
-                SourceGap.hour >= min(h for _, _, h in missing).replace(tzinfo=None),
-                SourceGap.hour <= max(h for _, _, h in missing).replace(tzinfo=None),
+                SourceGap.hour >= min(h for _, _, h in missing),
+                SourceGap.hour <= max(h for _, _, h in missing),
             )
         )
     }
