@@ -186,3 +186,37 @@ class DashboardForecastActual(Base):
     abs_error: Mapped[float | None] = mapped_column(Double, nullable=True)
     inside_interval: Mapped[bool | None] = mapped_column(nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Alert(Base):
+    """An early-warning or operational alert: opened once per ``key``, resolved when it clears.
+
+    ``kind`` says what raised it: ``forecast_breach`` (a forecast crosses the threshold),
+    ``freshness`` (no completed cycle this hour), ``drift`` (the model needs retraining), ...
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_alerts_key"),
+        Index("ix_alerts_app_status", "application", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255))  # dedup: one open alert per key, never two
+    application: Mapped[str] = mapped_column(String(APP_LEN))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # open | resolved
+    severity: Mapped[str] = mapped_column(String(16), default="warning")
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    origin: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    horizon: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    target_hour: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    predicted: Mapped[float | None] = mapped_column(Double, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Double, nullable=True)
+    lead_hours: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[Any] = mapped_column(JSON, nullable=True)
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    notify_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    notify_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -15,7 +15,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-
     op.create_table('dashboard_forecast_actual',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('application', sa.String(length=128), nullable=False),
@@ -132,9 +131,7 @@ def upgrade() -> None:
     )
 
 
-
 def downgrade() -> None:
-
     op.drop_table('source_gaps')
     with op.batch_alter_table('pipeline_runs', schema=None) as batch_op:
         batch_op.drop_index('ix_pipeline_runs_status')
