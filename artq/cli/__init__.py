@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-COMMAND_MODULES = ("core", "simulator", "backtest")
+COMMAND_MODULES = ("core", "simulator", "backtest", "models", "dashboard", "ops")
 
 
 def _register_all() -> None:
