@@ -1,0 +1,80 @@
+"""Bodies as the controller writes them: Jackson-style pretty JSON, or XML (the default)."""
+
+from __future__ import annotations
+
+import json
+from xml.sax.saxutils import escape
+
+# XML element names: (list element, item element) per resource (spec §3, §4.4).
+XML_NAMES = {
+    "applications": ("applications", "application"),
+    "tiers": ("tiers", "tier"),
+    "nodes": ("nodes", "node"),
+    "business-transactions": ("business-transactions", "business-transaction"),
+    "backends": ("backends", "backend"),
+    "metrics": ("metric-items", "metric-item"),
+    "metric-data": ("metric-datas", "metric-data"),
+}
+_SCALAR_LIST_ITEM = {"metricValues": "metric-value", "properties": "property"}
+
+
+def jackson(value: object, level: int = 0) -> str:
+    """Pretty JSON the way the controller's Jackson prints it: ``"key" : value``, ``[ {``,
+    ``[ ]`` for an empty list; objects indent by two spaces per enclosing object."""
+    if isinstance(value, dict):
+        if not value:
+            return "{ }"
+        pad = "  " * (level + 1)
+        body = ",\n".join(f"{pad}{json.dumps(k)} : {jackson(v, level + 1)}" for k, v in value.items())
+        return "{\n" + body + "\n" + "  " * level + "}"
+    if isinstance(value, list):
+        if not value:
+            return "[ ]"
+        return "[ " + ", ".join(jackson(v, level) for v in value) + " ]"
+    return json.dumps(value)
+
+
+def to_json(items: list[dict]) -> bytes:
+    return jackson(items).encode()
+
+
+def to_xml(resource: str, items: list[dict]) -> bytes:
+    outer, inner = XML_NAMES[resource]
+    parts = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>', f"<{outer}>"]
+    for item in items:
+        parts.append(f"<{inner}>{_xml_fields(item)}</{inner}>")
+    parts.append(f"</{outer}>")
+    return "\n".join(parts).encode()
+
+
+def _xml_fields(item: dict) -> str:
+    out = []
+    for k, v in item.items():
+        if isinstance(v, list):
+            child = _SCALAR_LIST_ITEM.get(k, "item")
+            inner = "".join(f"<{child}>{_xml_fields(x) if isinstance(x, dict) else _xml_scalar(x)}</{child}>" for x in v)
+            out.append(f"<{k}>{inner}</{k}>" if v else f"<{k}/>")
+        elif v is None:
+            out.append(f"<{k}/>")
+        else:
+            out.append(f"<{k}>{_xml_scalar(v)}</{k}>")
+    return "".join(out)
+
+
+def _xml_scalar(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return escape(str(v))
+
+
+def malformed(items: list[dict]) -> list[dict]:
+    """Valid JSON that breaks the contract: numbers as strings, keys missing (a fault)."""
+    out = []
+    for item in items:
+        bad = {k: (str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in item.items()}
+        for key in ("frequency", "id", "metricPath"):
+            bad.pop(key, None)
+        if isinstance(bad.get("metricValues"), list):
+            bad["metricValues"] = [{k: str(v) for k, v in p.items() if k != "value"} for p in bad["metricValues"]]
+        out.append(bad)
+    return out

@@ -1,0 +1,128 @@
+"""Real HTTP around the controller logic: a ThreadingHTTPServer, in a thread or in the foreground."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from artq.sources.simulator.api import TOKEN_PATH, Controller, Response, text
+from artq.sources.simulator.config import SimulatorConfig
+from artq.sources.simulator.faults import Faults
+
+log = logging.getLogger(__name__)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "AppDynamics-Controller-Simulator/1.0"
+    protocol_version = "HTTP/1.1"  # keep-alive, like a real controller behind a load balancer
+    controller: Controller  # set on the subclass made per server
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        is_token = self.path.split("?")[0].rstrip("/") == TOKEN_PATH
+        faults = self.controller.faults
+        verdict = faults.enter(is_token)
+        try:
+            if verdict.latency_s:
+                time.sleep(verdict.latency_s)
+            if verdict.status:
+                resp = text(verdict.status, f"Injected fault: HTTP {verdict.status} (simulator).")
+            else:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    resp = self.controller.handle(method, self.path, headers, body, verdict.malformed)
+                except Exception:  # a simulator bug must still answer, as a controller would
+                    log.exception("simulator failed on %s %s", method, self.path)
+                    resp = text(500, "Internal error in the simulator (see its log).")
+                if verdict.truncate and resp.status == 200:
+                    resp.body = resp.body[: max(1, len(resp.body) // 2)]
+            self._send(resp)
+        finally:
+            faults.leave()
+
+    def _send(self, resp: Response) -> None:
+        self.send_response(resp.status)
+        self.send_header("Content-Type", resp.content_type)
+        self.send_header("Content-Length", str(len(resp.body)))
+        for k, v in resp.headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(resp.body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class SimulatorServer:
+    """A running simulator: ``url`` is the controller base; ``set_faults`` switches faults live."""
+
+    def __init__(self, cfg: SimulatorConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.controller = Controller(cfg)
+        handler = type("Handler", (_Handler,), {"controller": self.controller})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.host, self.port = self.httpd.server_address[:2]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in str(self.host) else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def world(self):  # noqa: ANN201 - World, imported lazily by callers
+        return self.controller.world
+
+    def set_faults(self, faults: Faults) -> None:
+        self.controller.faults.set(faults)
+
+    def start(self) -> "SimulatorServer":
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="artq-simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "SimulatorServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def start_simulator(cfg: SimulatorConfig, host: str = "127.0.0.1", port: int = 0) -> Iterator[SimulatorServer]:
+    """Serve ``cfg`` in a daemon thread for the ``with`` block (port 0: any free port)."""
+    sim = SimulatorServer(cfg, host, port).start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def serve(cfg: SimulatorConfig, host: str = "127.0.0.1", port: int = 8090) -> None:
+    """Serve in the foreground until Ctrl-C (the ``artq simulator`` command)."""
+    sim = SimulatorServer(cfg, host, port)
+    log.info("AppDynamics controller simulator on %s (apps: %s)", sim.url,
+             ", ".join(a.name for a in cfg.applications))
+    try:
+        sim.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.httpd.server_close()
