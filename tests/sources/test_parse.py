@@ -234,3 +234,18 @@ def test_windows_must_be_whole_hours():
         Window(H0_MS + MIN, H0_MS + 3_600_000, rollup=False)
     with pytest.raises(ValueError, match="exactly one hour"):
         Window(H0_MS, H0_MS + 7_200_000, rollup=True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[{"metricPath": "x", "n": ' + "1" * 5000 + "}]",  # Python refuses >4300-digit ints
+        "[" * 100_000 + "]" * 100_000,  # deeper than the decoder's recursion limit
+        b'[{"metricPath": "\xff"}]',  # not UTF-8
+        "",
+    ],
+    ids=["huge-int", "deep-nesting", "bad-utf8", "empty"],
+)
+def test_bodies_python_cannot_decode_raise_invalid_response(text):
+    with pytest.raises(InvalidResponse, match="^metric-data response: the body is not complete JSON"):
+        parse_metric_data(text, W1, SERVERS)
