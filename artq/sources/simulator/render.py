@@ -25,13 +25,29 @@ def jackson(value: object, level: int = 0) -> str:
         if not value:
             return "{ }"
         pad = "  " * (level + 1)
-        body = ",\n".join(f"{pad}{json.dumps(k)} : {jackson(v, level + 1)}" for k, v in value.items())
+        body = ",\n".join(f"{pad}{_key(k)} : {jackson(v, level + 1)}" for k, v in value.items())
         return "{\n" + body + "\n" + "  " * level + "}"
     if isinstance(value, list):
         if not value:
             return "[ ]"
         return "[ " + ", ".join(jackson(v, level) for v in value) + " ]"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:  # the bulk of metric values: skip the json module
+        return str(value)
     return json.dumps(value)
+
+
+_KEYS: dict[str, str] = {}
+
+
+def _key(k: str) -> str:
+    s = _KEYS.get(k)
+    if s is None:
+        s = _KEYS[k] = json.dumps(k)
+    return s
 
 
 def to_json(items: list[dict]) -> bytes:

@@ -88,7 +88,7 @@ class SimulatorServer:
         self.controller.faults.set(faults)
 
     def start(self) -> "SimulatorServer":
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="artq-simulator", daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), name="artq-simulator", daemon=True)
         self._thread.start()
         return self
 
