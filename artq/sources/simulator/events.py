@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from artq.sources.simulator.rng import stable_key
+
 MIN_PER_DAY = 1440
 MIN_PER_WEEK = 7 * MIN_PER_DAY
 WEEK_OFFSET_MIN = 3 * MIN_PER_DAY  # the epoch was a Thursday; weeks start on Monday 00:00 UTC
@@ -122,14 +124,14 @@ def incidents_of_week(key: int, week: int, tiers: tuple[str, ...], rate: float) 
 
 @lru_cache(maxsize=65536)
 def deployments_of_week(key: int, week: int, tier: str, rate: float) -> tuple[Deployment, ...]:
-    rng = _rng(key, KIND_DEPLOY, week)
+    rng = _rng(stable_key(key, tier), KIND_DEPLOY, week)  # each tier releases on its own schedule
     n = rng.poisson(rate) if rate > 0 else 0
     out = []
     for _ in range(n):
         day = int(rng.integers(1, 4))  # Tuesday..Thursday, office hours: when releases go out
         minute = week_start(week) + day * MIN_PER_DAY + int(rng.integers(8 * 60, 17 * 60))
         regression = rng.random() < 0.12
-        cap = float(rng.uniform(0.7, 0.85)) if regression else float(np.exp(rng.normal(0.02, 0.06)))
+        cap = float(rng.uniform(0.75, 0.9)) if regression else float(np.exp(rng.normal(0.02, 0.06)))
         out.append(Deployment(tier, minute, cap, float(np.exp(rng.normal(0.0, 0.05)))))
     return tuple(sorted(out, key=lambda d: d.minute))
 

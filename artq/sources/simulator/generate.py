@@ -20,7 +20,7 @@ from artq.sources.simulator.tables import (
 
 MIN_2026 = 29_420_640  # 2026-01-01T00:00Z in minutes since the epoch: the reference of growth
 MIN_PER_YEAR = 525_960
-RHO_FLOOR = 0.04  # 1/(1-rho) is capped at 25x the service time: queues time out, not grow forever
+RHO_FLOOR = 1 / 15  # 1/(1-rho) is capped at 15x the service time: queues time out, not grow forever
 
 
 def response_time(service_ms: np.ndarray | float, rho: np.ndarray | float) -> np.ndarray:
@@ -75,8 +75,8 @@ def tier_params(seed: int, app: str, tier: str) -> TierParams:
         peak2=float(g.uniform(0.0, 12.0)),
         weekday=weekday,
         growth=float(g.uniform(0.02, 0.25)),
-        # headroom over the busiest regular minute: peaks run at utilisation 0.55..0.85
-        capacity=float(busiest / g.uniform(0.55, 0.85)),
+        # headroom over the busiest regular minute: peaks run at utilisation 0.5..0.8
+        capacity=float(busiest / g.uniform(0.5, 0.8)),
         service_ms=float(np.exp(g.normal(np.log(120), 0.5))),
         drift_phase=float(g.uniform(0, 2 * np.pi)),
         error_rate=float(g.uniform(0.0005, 0.006)),

@@ -9,9 +9,9 @@ its tiers (the sub-servers). Per minute and per tier:
   unevenly) x hourly and daily wobbles x per-minute noise.
 * **Capacity** grows with the load (releases keep up) with a slow yearly drift, and is reset
   by **deployments** (Tue-Thu office hours, ~0.6/week/tier): each release sets a new level,
-  and about one in eight is a regression (-15..-30 %) that lasts until the next release.
+  and about one in eight is a regression (-10..-25 %) that lasts until the next release.
 * **Response time** is queueing-like: ``service_ms / (1 - rho)`` with rho = load/capacity,
-  capped at 25x the service time. Busy hours therefore cost far more than their extra load.
+  capped at 15x the service time. Busy hours therefore cost far more than their extra load.
 * **Incidents** (~1/week/app): one tier loses 35-70 % of its capacity for 1-10 h (ramping in
   over 15 min, out over 30), its service time and error rate rise; overload (rho > 0.85)
   adds timeouts to the errors; slow and very slow calls grow with the response time.
@@ -41,7 +41,7 @@ import pandas as pd
 from artq.catalog import MAIN, METRICS_BY_KEY
 from artq.errors import ConfigError
 from artq.sources.simulator.config import SimApp, SimulatorConfig
-from artq.sources.simulator.events import Incident
+from artq.sources.simulator.events import Deployment, Incident, Surge
 from artq.sources.simulator.generate import AppModel
 from artq.sources.simulator.tables import METRIC_KEYS, Table, minute_table, reduce, true_values
 from artq.timeutil import as_utc
@@ -145,6 +145,19 @@ class World:
         """Incidents overlapping [start, end)."""
         m0, m1 = (int(as_utc(t).timestamp()) // 60 for t in (start, end))
         return self.model(app).incidents(m0, m1)
+
+
+    def surges(self, app: str, start: datetime, end: datetime) -> list[Surge]:
+        """Traffic surges overlapping [start, end)."""
+        m0, m1 = (int(as_utc(t).timestamp()) // 60 for t in (start, end))
+        return self.model(app).surges(m0, m1)
+
+    def deployments(self, app: str, start: datetime, end: datetime) -> list[Deployment]:
+        """Releases in [start, end), all tiers, in time order."""
+        m0, m1 = (int(as_utc(t).timestamp()) // 60 for t in (start, end))
+        model = self.model(app)
+        deps = [d for t in self.apps[app].tiers for d in model.deployments(t, m0, m1) if d.minute >= m0]
+        return sorted(deps, key=lambda d: d.minute)
 
 
 def _hour_index(t: datetime) -> int:
