@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -22,7 +23,8 @@ import pytest
 from artq.catalog import MAIN, METRICS, Rollup, metric_path, parse_metric_path
 from artq.config import SourceSettings
 from artq.errors import AuthFailed, InvalidResponse, SourceUnavailable, UnknownApplication
-from artq.sources.appdynamics import AppDynamicsClient, FetchResult, HourlyValue
+from artq.sources.appdynamics import AppDynamicsClient, FetchResult
+from artq.sources.simulator import Faults, SimApp, SimulatorConfig, World, start_simulator
 from artq.timeutil import HOUR, to_ms
 
 CLIENT_ID = "artq@customer1"
@@ -438,3 +440,184 @@ def test_truncated_json_raises_invalid_response_at_once(stub):
     with pytest.raises(InvalidResponse, match="^metric-data response: the body is not complete JSON"):
         client_for(url).fetch_hours("ABP", TIERS, T0, T0 + 2 * HOUR)
     assert len([m for m, *_ in state.log if m == "GET"]) == 3
+
+
+# ---- against the simulator ------------------------------------------------------------------
+
+SIM_NOW = datetime(2026, 11, 26, 7, 30, tzinfo=UTC)
+SIM_END = datetime(2026, 11, 26, 7, tzinfo=UTC)  # the last complete hour ends here
+SIM_TIERS = ["ABPServer1", "ABPServer2", "CollectionServer"]
+SIM_SECRET = "sim-secret-8Hk"
+
+
+class SimClock:
+    def __init__(self, t: datetime) -> None:
+        self.t = t
+
+    def __call__(self) -> datetime:
+        return self.t
+
+
+def sim_config(clock: SimClock, **app: object) -> SimulatorConfig:
+    # minute_gap_rate=0: every reported hour has all 60 minutes (see the gaps test below);
+    # outages_per_week=5: whole hours without data, which must come back as `missing`.
+    return SimulatorConfig(
+        seed=7,
+        applications=[SimApp(name="ABP", tiers=SIM_TIERS, **({"minute_gap_rate": 0.0, "outages_per_week": 5.0} | app))],
+        client_id=CLIENT_ID, client_secret=SIM_SECRET, username="ops", password=PASSWORD,
+        token_ttl_s=300, now=clock,
+    )
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[tuple[object, World, SimClock]]:
+    clock = SimClock(SIM_NOW)
+    cfg = sim_config(clock)
+    with start_simulator(cfg) as server:
+        yield server, World(cfg), clock
+
+
+@pytest.fixture()
+def sim_client(sim) -> Iterator[AppDynamicsClient]:
+    server, _, clock = sim
+    server.set_faults(Faults())
+    clock.t = SIM_NOW
+    client = AppDynamicsClient(server.url, client_id=CLIENT_ID, client_secret=SIM_SECRET, sleep=Sleeps())
+    yield client
+    client.close()
+
+
+def world_truth(world: World, start: datetime, end: datetime) -> tuple[dict, set]:
+    values, missing = {}, set()
+    for server in [MAIN, *SIM_TIERS]:
+        for metric in METRICS:
+            for hour, v in world.hourly("ABP", server, metric.key, start, end).items():
+                key = (server, metric.key, hour.to_pydatetime())
+                if math.isnan(v):
+                    missing.add(key)
+                else:
+                    values[key] = v
+    return values, missing
+
+
+def assert_equals_truth(result: FetchResult, truth: tuple[dict, set]) -> None:
+    values, missing = truth
+    got = as_map(result)
+    assert set(result.missing) == missing
+    assert got.keys() == values.keys()
+    for key, want in values.items():
+        assert got[key] == pytest.approx(want, rel=1e-12), key
+
+
+def test_simulator_week_in_chunks_equals_world_truth(sim, sim_client):
+    _, world, _ = sim
+    start = SIM_END - 200 * HOUR  # 168 h in 60-minute buckets, then 32 h in 10-minute buckets
+    result = sim_client.fetch_hours("ABP", SIM_TIERS, start, SIM_END)
+    assert result.requests == 1 + 2 * 2
+    assert_equals_truth(result, world_truth(world, start, SIM_END))
+    assert result.missing, "outages_per_week=5 should leave some hours without data"
+
+
+def test_simulator_hourly_rollups_agree_with_chunks(sim, sim_client):
+    _, world, _ = sim
+    start = SIM_END - 50 * HOUR  # ≥ 49 h: one chunk, answered in 60-minute buckets
+    hourly = sim_client.fetch_hours("ABP", SIM_TIERS, SIM_END - 24 * HOUR, SIM_END)
+    chunked = sim_client.fetch_hours("ABP", SIM_TIERS, start, SIM_END)
+    assert hourly.requests == 1 + 24 * 2 and chunked.requests == 2
+    wanted = {k: v for k, v in as_map(chunked).items() if k[2] >= SIM_END - 24 * HOUR}
+    assert as_map(hourly).keys() == wanted.keys()
+    for key, value in as_map(hourly).items():
+        assert value == pytest.approx(wanted[key], rel=1e-12), key
+    assert_equals_truth(hourly, world_truth(world, SIM_END - 24 * HOUR, SIM_END))
+
+
+def test_simulator_minute_gaps_make_coarse_counters_per_bucket_minute(sim):
+    # With reporting gaps, World.hourly divides a counter by the minutes that reported; a
+    # 60-minute bucket or a rollup only says how many minutes it spans, so the client divides
+    # by 60 (spec §4.4: value = sum / minutes in the bucket). ART is exact either way.
+    clock = SimClock(SIM_NOW)
+    cfg = sim_config(clock, minute_gap_rate=0.02, outages_per_week=0.0)
+    start = SIM_END - 168 * HOUR
+    with start_simulator(cfg) as server:
+        client = AppDynamicsClient(server.url, client_id=CLIENT_ID, client_secret=SIM_SECRET)
+        got = as_map(client.fetch_hours("ABP", SIM_TIERS, start, SIM_END))
+    truth, _ = world_truth(World(cfg), start, SIM_END)
+    assert got.keys() == truth.keys()
+    short = 0
+    for (server, key, hour), want in truth.items():
+        value = got[(server, key, hour)]
+        if key == "art" or want == 0:
+            assert value == pytest.approx(want, rel=1e-12)
+        else:
+            assert want * 50 / 60 <= value <= want * (1 + 1e-12)
+            short += value < want * (1 - 1e-12)
+    assert short > 0
+
+
+def test_simulator_wrong_secret_raises_auth_failed(sim):
+    server, _, _ = sim
+    client = AppDynamicsClient(server.url, client_id=CLIENT_ID, client_secret="not-it")
+    with pytest.raises(AuthFailed, match=r"refused the API client credentials .*\(HTTP 401\)"):
+        client.fetch_hours("ABP", SIM_TIERS, SIM_END - HOUR, SIM_END)
+
+
+def test_simulator_expired_token_is_refreshed_once(sim, sim_client):
+    server, _, clock = sim
+    sim_client.fetch_hours("ABP", SIM_TIERS, SIM_END - HOUR, SIM_END)
+    clock.t = SIM_NOW + timedelta(seconds=301)  # the controller's clock passes the token's expiry
+    result = sim_client.fetch_hours("ABP", SIM_TIERS, SIM_END - HOUR, SIM_END)
+    assert result.requests == 1 + 1 + 1 + 1  # refused GET, new token, GET again, second path
+    assert len(result.values) > 0
+
+
+def test_simulator_tokens_expired_on_arrival_raise_auth_failed():
+    class Racing(SimClock):  # every look at the controller's clock is 10 minutes later
+        def __call__(self) -> datetime:
+            self.t += timedelta(minutes=10)
+            return self.t
+
+    with start_simulator(sim_config(Racing(SIM_NOW))) as server:
+        client = AppDynamicsClient(server.url, client_id=CLIENT_ID, client_secret=SIM_SECRET)
+        with pytest.raises(AuthFailed, match="even a fresh one"):
+            client.fetch_hours("ABP", SIM_TIERS, SIM_END - HOUR, SIM_END)
+
+
+def test_simulator_basic_auth(sim):
+    server, world, _ = sim
+    client = AppDynamicsClient(server.url, username="ops@customer1", password=PASSWORD)
+    result = client.fetch_hours("ABP", SIM_TIERS, SIM_END - 2 * HOUR, SIM_END)
+    assert result.requests == 4
+    assert_equals_truth(result, world_truth(world, SIM_END - 2 * HOUR, SIM_END))
+
+
+def test_simulator_faults(sim, sim_client):
+    server, _, _ = sim
+    server.set_faults(Faults(fail_next=2, error_status=504))
+    assert sim_client.fetch_hours("ABP", SIM_TIERS, SIM_END - HOUR, SIM_END).requests == 1 + 3 + 1
+    server.set_faults(Faults(truncate_next=1))
+    with pytest.raises(InvalidResponse, match="truncated or not JSON"):
+        sim_client.fetch_hours("ABP", SIM_TIERS, SIM_END - HOUR, SIM_END)
+    server.set_faults(Faults(malformed_next=1))
+    with pytest.raises(InvalidResponse, match="has no string `metricPath`"):
+        sim_client.fetch_hours("ABP", SIM_TIERS, SIM_END - HOUR, SIM_END)
+    server.set_faults(Faults(error_rate=1.0))
+    with pytest.raises(SourceUnavailable, match="HTTP 503 after 4 attempts"):
+        sim_client.fetch_hours("ABP", SIM_TIERS, SIM_END - HOUR, SIM_END)
+
+
+def test_simulator_missing_paths_and_hours_are_reported(sim, sim_client):
+    server, _, _ = sim
+    gone = SIM_END - 2 * HOUR
+    server.set_faults(Faults(missing_paths=frozenset({"Overall Application Performance|ABPServer2|Calls per Minute"}),
+                             missing_hours=((gone, gone + HOUR),)))
+    result = sim_client.fetch_hours("ABP", SIM_TIERS, SIM_END - 3 * HOUR, SIM_END)
+    assert {("ABPServer2", "cpm", SIM_END - h * HOUR) for h in (1, 2, 3)} <= set(result.missing)
+    assert {(s, m.key, gone) for s in [MAIN, *SIM_TIERS] for m in METRICS} <= set(result.missing)
+    assert not any(v.hour == gone for v in result.values)
+
+
+def test_simulator_unknown_application(sim, sim_client):
+    with pytest.raises(UnknownApplication, match=r"^the controller does not know application 'Nope' \(HTTP 400: "
+                                                 r"Invalid application id Nope is specified\)"):
+        sim_client.fetch_hours("Nope", SIM_TIERS, SIM_END - HOUR, SIM_END)
+    assert [a["name"] for a in sim_client.applications()] == ["ABP"]
