@@ -77,6 +77,99 @@ class ForecastSettings:
     seed: int = 0
 
 
+ALERT_BANDS = ("p60", "p75", "p90", "p99")
+ALERT_BAND_WINDOWS = ("7d", "30d", "hour_of_week")
+ALERT_COMPARE = ("forecast", "upper")
+
+
+@dataclass
+class ApplicationAlertSettings:
+    """Per-application override of ``alerts``: a key left out (None) inherits the global value."""
+
+    application: str
+    enabled: bool | None = None
+    threshold_ms: float | None = None
+    band: str | None = None
+    band_window: str | None = None
+    band_factor: float | None = None
+    floor_ms: float | None = None
+    compare: str | None = None
+    clear_ratio: float | None = None
+    clear_cycles: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.application.strip():
+            raise ConfigError("`alerts.applications[].application` must name a configured application.")
+        _check_alert_fields(self, f"alerts.applications[{self.application!r}]")
+
+
+@dataclass
+class AlertSettings:
+    """Early-warning alerts on the forecasts (evaluated by the refresh step, see artq/dashboard/alerts.py).
+
+    The threshold is ``threshold_ms`` when set (absolute), else ``band_factor`` x the ``band``
+    percentile of actual ART over ``band_window`` (relative), never below ``floor_ms``. ``compare``
+    picks what is compared: the point forecast or its interval's upper bound. Hysteresis: an open
+    alert resolves only after ``clear_cycles`` consecutive cycles with every forecast and the
+    latest actual below ``clear_ratio`` x threshold.
+    """
+
+    enabled: bool = True
+    threshold_ms: float | None = None
+    band: str = "p99"
+    band_window: str = "30d"
+    band_factor: float = 1.0
+    floor_ms: float | None = None
+    compare: str = "forecast"
+    clear_ratio: float = 0.9
+    clear_cycles: int = 2
+    webhook_url: str | None = None  # may hold a token: never logged (also ARTQ_ALERTS_WEBHOOK_URL)
+    webhook_timeout_s: float = 5.0
+    webhook_retries: int = 3  # attempts per refresh, with exponential backoff
+    webhook_backoff_s: float = 1.0
+    applications: list[ApplicationAlertSettings] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check_alert_fields(self, "alerts")
+        if self.webhook_url is not None and not self.webhook_url.startswith(("http://", "https://")):
+            raise ConfigError("`alerts.webhook_url` must start with http:// or https://.")
+        if self.webhook_timeout_s <= 0:
+            raise ConfigError(f"`alerts.webhook_timeout_s` must be positive. Got {self.webhook_timeout_s}.")
+        if self.webhook_retries < 1:
+            raise ConfigError(f"`alerts.webhook_retries` must be at least 1. Got {self.webhook_retries}.")
+        if self.webhook_backoff_s < 0:
+            raise ConfigError(f"`alerts.webhook_backoff_s` must not be negative. Got {self.webhook_backoff_s}.")
+        names = [a.application for a in self.applications]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigError(f"`alerts.applications` repeats {name!r}; give one override per application.")
+
+
+def _check_alert_fields(obj: Any, where: str) -> None:
+    """Shared checks of the global alert settings and the per-application overrides (None: inherited)."""
+    if obj.threshold_ms is not None and obj.threshold_ms <= 0:
+        raise ConfigError(f"`{where}.threshold_ms` must be a positive number of milliseconds. Got {obj.threshold_ms}.")
+    if obj.band is not None and obj.band not in ALERT_BANDS:
+        raise ConfigError(f"`{where}.band` must be one of {', '.join(ALERT_BANDS)}. Got {obj.band!r}.")
+    if obj.band_window is not None and obj.band_window not in ALERT_BAND_WINDOWS:
+        raise ConfigError(
+            f"`{where}.band_window` must be one of {', '.join(ALERT_BAND_WINDOWS)}. Got {obj.band_window!r}."
+        )
+    if obj.band_factor is not None and obj.band_factor <= 0:
+        raise ConfigError(f"`{where}.band_factor` must be positive (1.2 = 20 % above the band). Got {obj.band_factor}.")
+    if obj.floor_ms is not None and obj.floor_ms < 0:
+        raise ConfigError(f"`{where}.floor_ms` must not be negative. Got {obj.floor_ms}.")
+    if obj.compare is not None and obj.compare not in ALERT_COMPARE:
+        raise ConfigError(
+            f"`{where}.compare` must be 'forecast' (the point forecast) or 'upper' (its upper bound). Got {obj.compare!r}."
+        )
+    if obj.clear_ratio is not None and not 0 < obj.clear_ratio <= 1:
+        raise ConfigError(f"`{where}.clear_ratio` must be in (0, 1]. Got {obj.clear_ratio}.")
+    if obj.clear_cycles is not None and obj.clear_cycles < 1:
+        raise ConfigError(f"`{where}.clear_cycles` must be at least 1. Got {obj.clear_cycles}.")
+
+
+
 @dataclass
 class Settings:
     database_url: str = ""
@@ -88,6 +181,7 @@ class Settings:
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     celery: CelerySettings = field(default_factory=CelerySettings)
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     backfill_days: int = 30  # history `artq demo` and a first fetch pull
     config_path: str | None = None  # where these settings came from (None: defaults)
 

@@ -220,3 +220,103 @@ class Alert(Base):
     notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     notify_attempts: Mapped[int] = mapped_column(Integer, default=0)
     notify_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+# -- dashboard tables of issue 6 (refreshed by artq/dashboard/refresh.py; see docs/dashboard-tables.md)
+
+PERIOD_LEN = 16
+
+
+class DashboardAccuracy(Base):
+    """Rolling accuracy per horizon over the last ``period`` (24h | 7d) of hours with an actual."""
+
+    __tablename__ = "dashboard_accuracy"
+    __table_args__ = (UniqueConstraint("application", "period", "horizon", name="uq_dashboard_accuracy_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application: Mapped[str] = mapped_column(String(APP_LEN))
+    period: Mapped[str] = mapped_column(String(PERIOD_LEN))
+    horizon: Mapped[int] = mapped_column(Integer)
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime())
+    n: Mapped[int] = mapped_column(Integer)
+    mae: Mapped[float | None] = mapped_column(Double, nullable=True)
+    mape: Mapped[float | None] = mapped_column(Double, nullable=True)
+    bias: Mapped[float | None] = mapped_column(Double, nullable=True)
+    n_interval: Mapped[int] = mapped_column(Integer)
+    coverage: Mapped[float | None] = mapped_column(Double, nullable=True)
+    nominal_coverage: Mapped[float | None] = mapped_column(Double, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DashboardPercentileBand(Base):
+    """The "bullet chart": percentiles of actual ART over a window, joined with each of the next six forecasts."""
+
+    __tablename__ = "dashboard_percentile_bands"
+    __table_args__ = (
+        UniqueConstraint("application", "horizon", "period", name="uq_dashboard_percentile_bands_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application: Mapped[str] = mapped_column(String(APP_LEN))
+    horizon: Mapped[int] = mapped_column(Integer)
+    period: Mapped[str] = mapped_column(String(PERIOD_LEN))
+    origin: Mapped[datetime] = mapped_column(UTCDateTime())
+    target_hour: Mapped[datetime] = mapped_column(UTCDateTime())
+    forecast: Mapped[float | None] = mapped_column(Double, nullable=True)
+    lower: Mapped[float | None] = mapped_column(Double, nullable=True)
+    upper: Mapped[float | None] = mapped_column(Double, nullable=True)
+    n_hours: Mapped[int] = mapped_column(Integer)
+    p60: Mapped[float | None] = mapped_column(Double, nullable=True)
+    p75: Mapped[float | None] = mapped_column(Double, nullable=True)
+    p90: Mapped[float | None] = mapped_column(Double, nullable=True)
+    p99: Mapped[float | None] = mapped_column(Double, nullable=True)
+    band_position: Mapped[str | None] = mapped_column(String(PERIOD_LEN), nullable=True)
+    alert_threshold: Mapped[float | None] = mapped_column(Double, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DashboardForecastDriver(Base):
+    """The top contributors of each of the latest six forecasts, ranked (1 = largest magnitude)."""
+
+    __tablename__ = "dashboard_forecast_drivers"
+    __table_args__ = (
+        UniqueConstraint("application", "horizon", "driver_rank", name="uq_dashboard_forecast_drivers_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application: Mapped[str] = mapped_column(String(APP_LEN))
+    horizon: Mapped[int] = mapped_column(Integer)
+    driver_rank: Mapped[int] = mapped_column(Integer)
+    origin: Mapped[datetime] = mapped_column(UTCDateTime())
+    target_hour: Mapped[datetime] = mapped_column(UTCDateTime())
+    driver: Mapped[str] = mapped_column(String(255))
+    contribution: Mapped[float] = mapped_column(Double)
+    direction: Mapped[str] = mapped_column(String(8))  # up | down
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DashboardActiveAlert(Base):
+    """A snapshot of the open alerts of each application (rows of resolved alerts are removed)."""
+
+    __tablename__ = "dashboard_active_alerts"
+    __table_args__ = (
+        UniqueConstraint("alert_key", name="uq_dashboard_active_alerts_alert_key"),
+        Index("ix_dashboard_active_alerts_app", "application"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_key: Mapped[str] = mapped_column(String(255))
+    application: Mapped[str] = mapped_column(String(APP_LEN))
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    origin: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    horizon: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    target_hour: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    lead_hours: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    predicted: Mapped[float | None] = mapped_column(Double, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Double, nullable=True)
+    latest_peak: Mapped[float | None] = mapped_column(Double, nullable=True)
+    message: Mapped[str] = mapped_column(Text)
+    notified: Mapped[bool] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
