@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
+import requests.auth
 
 from artq.catalog import OVERALL
 from artq.config import DEFAULT_CLIENT_SECRET, SourceSettings
@@ -123,7 +125,8 @@ class AppDynamicsClient:
         self._clock = clock
         self._random = random.Random()
         self._token: _Token | None = None
-        self._calls = 0  # HTTP calls made by this client, for FetchResult.requests
+        self._token_lock = threading.Lock()
+        self._local = threading.local()  # HTTP calls per thread, for FetchResult.requests
 
     @classmethod
     def from_settings(cls, source_settings: SourceSettings, base_url: str | None = None) -> AppDynamicsClient:
@@ -154,6 +157,9 @@ class AppDynamicsClient:
         if self._own_session:
             self._session.close()
 
+    def _calls(self) -> int:
+        return getattr(self._local, "calls", 0)
+
     def __enter__(self) -> AppDynamicsClient:
         return self
 
@@ -183,14 +189,14 @@ class AppDynamicsClient:
             hours.append(first)
             first += HOUR
         servers = expected_servers(tiers)
-        calls_before = self._calls
+        calls_before = self._calls()
         series: list[Series] = []
         for window in self._windows(hours):
             for path in WILDCARD_PATHS:
                 body = self._metric_data(application, path, window)
                 series.extend(parse_metric_data(body, window, servers))
         values, missing = hourly_values(series, servers, hours)
-        return FetchResult(values, missing, self._calls - calls_before)
+        return FetchResult(values, missing, self._calls() - calls_before)
 
     # ---- request planning ---------------------------------------------------------------
 
@@ -224,10 +230,13 @@ class AppDynamicsClient:
     def _get(self, path: str, params: dict[str, str], *, application: str | None) -> requests.Response:
         # Percent-encode ourselves: `|` → %7C, space → %20 (not `+`), `*` kept as real clients do.
         url = f"{self.base_url}{path}?" + "&".join(f"{k}={quote(v, safe='*')}" for k, v in params.items())
-        resp = self._send("GET", url, path, headers=self._auth_headers())
-        if resp.status_code == 401 and self._mode == "oauth":
-            self._token = None  # revoked or expired early: one fresh token, then give up
-            resp = self._send("GET", url, path, headers=self._auth_headers())
+        auth = self._auth()
+        resp = self._send("GET", url, path, auth=auth)
+        if resp.status_code == 401 and isinstance(auth, _Bearer):
+            with self._token_lock:  # revoked or expired early: one fresh token, then give up
+                if self._token is not None and self._token.value == auth.token:
+                    self._token = None  # (unless another thread has replaced it already)
+            resp = self._send("GET", url, path, auth=self._auth())
         if resp.status_code in (401, 403):
             raise AuthFailed(self._auth_message(resp.status_code, path))
         if resp.status_code == 429:
@@ -245,10 +254,11 @@ class AppDynamicsClient:
             raise SourceError(f"AppDynamics at {path} answered HTTP {resp.status_code}; expected 200.")
         return resp
 
-    def _auth_headers(self) -> dict[str, str]:
+    def _auth(self) -> requests.auth.AuthBase:
+        # An explicit auth object also stops requests from applying ~/.netrc over our header.
         if self._mode == "basic":
-            return {}  # sent through `auth=` in _send
-        return {"Authorization": f"Bearer {self._access_token()}"}
+            return requests.auth.HTTPBasicAuth(self._username or "", self._password or "")
+        return _Bearer(self._access_token())
 
     def _auth_message(self, status: int, path: str) -> str:
         if status == 403:
@@ -269,13 +279,18 @@ class AppDynamicsClient:
         )
 
     def _access_token(self) -> str:
-        now = self._clock()
-        if self._token is not None and now < self._token.refresh_at:
+        with self._token_lock:  # one token request at a time, even with threads sharing a client
+            now = self._clock()
+            if self._token is None or now >= self._token.refresh_at:
+                self._token = self._new_token(now)
             return self._token.value
+
+    def _new_token(self, now: float) -> _Token:
         resp = self._send(
             "POST",
             f"{self.base_url}{TOKEN_PATH}",
             TOKEN_PATH,
+            auth=None,
             headers={"Content-Type": "application/x-www-form-urlencoded"},
             data={
                 "grant_type": "client_credentials",
@@ -302,18 +317,17 @@ class AppDynamicsClient:
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
             raise InvalidResponse(f"token response: `expires_in` must be a positive number of seconds. Got {ttl!r}.")
         # Refresh a little early so a token never expires between check and use.
-        self._token = _Token(token, now + ttl - min(30.0, ttl / 10))
-        return token
+        return _Token(token, now + ttl - min(30.0, ttl / 10))
 
-    def _send(self, method: str, url: str, path: str, **kwargs: Any) -> requests.Response:
+    def _send(self, method: str, url: str, path: str, *, auth: requests.auth.AuthBase | None,
+              **kwargs: Any) -> requests.Response:
         """One request with retries on connection errors, timeouts and 5xx; other answers return."""
-        auth = (self._username, self._password) if self._mode == "basic" else None
         problem = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
                 self._sleep(delay + self._random.uniform(0, delay / 2))
-            self._calls += 1
+            self._local.calls = getattr(self._local, "calls", 0) + 1
             try:
                 resp = self._session.request(
                     method, url, auth=auth, timeout=self.timeout_s, verify=self.verify_tls, **kwargs
@@ -340,6 +354,18 @@ class AppDynamicsClient:
             f"AppDynamics at {path} is unavailable: {problem} after {self.retries + 1} attempts. "
             "Check that the controller is reachable at source.url, or retry later."
         )
+
+
+class _Bearer(requests.auth.AuthBase):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["Authorization"] = f"Bearer {self.token}"
+        return r
+
+    def __repr__(self) -> str:
+        return "_Bearer(<token>)"
 
 
 def _strip_base(url: str) -> str:

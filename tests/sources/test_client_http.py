@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from artq.catalog import MAIN, METRICS, Rollup, metric_path, parse_metric_path
 from artq.config import SourceSettings
-from artq.errors import AuthFailed, InvalidResponse, SourceUnavailable, UnknownApplication
+from artq.errors import AuthFailed, ConfigError, InvalidResponse, SourceUnavailable, UnknownApplication
 from artq.sources.appdynamics import AppDynamicsClient, FetchResult
 from artq.sources.simulator import Faults, SimApp, SimulatorConfig, World, start_simulator
 from artq.timeutil import HOUR, to_ms
@@ -367,6 +368,17 @@ def test_from_settings_picks_basic_when_only_username_and_password_are_set(stub)
     assert oauth.applications()[0]["name"] == "ABP"
 
 
+def test_threads_sharing_a_client_share_one_token_and_count_their_own_requests(stub):
+    state, url = stub
+    client = client_for(url)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: client.fetch_hours("ABP", TIERS, T0 + i * HOUR, T0 + (i + 1) * HOUR), range(8)))
+    assert state.issued == 1
+    assert sum(r.requests for r in results) == 1 + 8 * 2
+    assert_matches_minute_data(FetchResult([v for r in results for v in r.values], [m for r in results for m in r.missing], 0),
+                               [T0 + i * HOUR for i in range(8)])
+
+
 # ---- failures ---------------------------------------------------------------------------------
 
 
@@ -421,6 +433,28 @@ def test_client_errors_are_not_retried(stub):
     with pytest.raises(UnknownApplication):
         client_for(url).fetch_hours("ABP", TIERS, T0, T0 + HOUR)
     assert len(state.log) == 2
+
+
+def test_forbidden_raises_auth_failed_at_once(stub):
+    state, url = stub
+    state.faults = ["403"]
+    with pytest.raises(AuthFailed) as err:
+        client_for(url).fetch_hours("ABP", TIERS, T0, T0 + HOUR)
+    assert str(err.value) == (
+        "AppDynamics refused access to /controller/rest/applications/ABP/metric-data (HTTP 403): the "
+        "credentials work but lack permission. Give the API client or user a role that can view the "
+        "application's metrics."
+    )
+    assert len(state.log) == 2
+
+
+def test_base_url_loses_credentials_and_a_trailing_controller(stub):
+    _, url = stub
+    client = client_for(url.replace("http://", "http://someone:hunter2@") + "/controller/")
+    assert repr(client) == f"AppDynamicsClient({url!r}, auth='oauth')"
+    assert client.applications()[0]["id"] == 7
+    with pytest.raises(ConfigError, match="`source.url` is not set"):
+        AppDynamicsClient.from_settings(SourceSettings())
 
 
 def test_unknown_application_says_to_check_the_config(stub):
