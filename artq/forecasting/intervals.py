@@ -1,0 +1,64 @@
+"""Split-conformal prediction intervals, one per horizon.
+
+Residuals ``s(y) - s(ŷ)`` come from out-of-sample forecasts (the validation rows, which follow
+the rows the model was fitted on), in the transform's scale ``s`` (identity or log1p, so a log
+model gets intervals proportional to the level). The bounds are the empirical residual
+quantiles at ``(1 - c)/2`` and ``(1 + c)/2`` with the finite-sample correction, so the interval
+need not be symmetric.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ConformalInterval:
+    coverage: float = 0.8
+    lower_: float | None = None
+    upper_: float | None = None
+    n_: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.coverage < 1:
+            raise ValueError(f"`coverage` must be in (0, 1). Got {self.coverage}.")
+
+    def fit(self, residuals: np.ndarray) -> ConformalInterval:
+        r = np.asarray(residuals, dtype=float)
+        r = r[np.isfinite(r)]
+        if len(r) < 10:
+            raise ValueError(f"`residuals` must hold at least 10 finite values. Got {len(r)}.")
+        self.lower_ = self.upper_ = None
+        n = len(r)
+        alpha = (1 - self.coverage) / 2
+        hi_level = min(1.0, math.ceil((n + 1) * (1 - alpha)) / n)
+        lo_level = max(0.0, math.floor((n + 1) * alpha) / n - 1 / n)
+        self.lower_ = float(np.quantile(r, lo_level, method="lower"))
+        self.upper_ = float(np.quantile(r, hi_level, method="higher"))
+        self.n_ = n
+        return self
+
+    def bounds(self, scaled_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds in the transform's scale around ``scaled_pred``."""
+        if self.lower_ is None or self.upper_ is None:
+            raise ValueError("this interval is not fitted: call `fit(residuals)` first.")
+        p = np.asarray(scaled_pred, dtype=float)
+        return p + min(self.lower_, 0.0), p + max(self.upper_, 0.0)
+
+    def as_dict(self) -> dict:
+        return {"coverage": self.coverage, "lower": self.lower_, "upper": self.upper_, "n": self.n_}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ConformalInterval:
+        return cls(coverage=float(d["coverage"]), lower_=d["lower"], upper_=d["upper"], n_=int(d["n"]))
+
+
+def empirical_coverage(y: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    y, lower, upper = (np.asarray(a, dtype=float) for a in (y, lower, upper))
+    ok = np.isfinite(y) & np.isfinite(lower) & np.isfinite(upper)
+    if not ok.any():
+        return float("nan")
+    return float(((y[ok] >= lower[ok]) & (y[ok] <= upper[ok])).mean())

@@ -1,0 +1,56 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from artq.config import ForecastSettings
+from artq.forecasting import train_bundle
+from artq.forecasting.intervals import ConformalInterval, empirical_coverage
+
+
+def test_conformal_bounds_are_residual_quantiles():
+    res = np.arange(-50, 50, dtype=float)  # 100 residuals, uniform
+    ci = ConformalInterval(0.8).fit(res)
+    lo, hi = ci.bounds(np.array([10.0]))
+    # finite-sample corrected 10th / 90th percentiles, never narrower than the plain ones
+    assert lo[0] <= 10 + np.quantile(res, 0.1) and hi[0] >= 10 + np.quantile(res, 0.9)
+    assert hi[0] - lo[0] <= 10 + np.quantile(res, 0.92) - (10 + np.quantile(res, 0.08))
+    assert empirical_coverage(res, np.full(100, ci.lower_), np.full(100, ci.upper_)) >= 0.8
+
+
+def test_conformal_validates_inputs():
+    with pytest.raises(ValueError) as exc:
+        ConformalInterval(1.2)
+    assert str(exc.value) == "`coverage` must be in (0, 1). Got 1.2."
+    with pytest.raises(ValueError) as exc:
+        ConformalInterval(0.8).fit(np.array([1.0, np.nan]))
+    assert str(exc.value) == "`residuals` must hold at least 10 finite values. Got 1."
+
+
+@pytest.fixture(scope="module")
+def walk_bundle():
+    rng = np.random.default_rng(42)
+    idx = pd.date_range("2026-03-02", periods=24 * 16, freq="h", tz="UTC")
+    daily = 20 * np.sin(2 * np.pi * idx.hour.to_numpy() / 24)
+    art = 300 + np.cumsum(rng.standard_normal(len(idx)) * 6) + daily
+    frame = pd.DataFrame({"art": art}, index=idx)
+    s = ForecastSettings(training_days=16, min_training_hours=168, seed=0)
+    return train_bundle(frame.iloc[:-48], "art", s), frame
+
+
+def test_intervals_widen_with_horizon_on_noisy_data(walk_bundle):
+    bundle, frame = walk_bundle
+    origins = frame.index[-48:-6]
+    preds = bundle.predict_frame(frame, origins)
+    widths = [float((preds[h]["upper"] - preds[h]["lower"]).median()) for h in range(1, 7)]
+    assert widths[5] > 1.5 * widths[0]
+    assert widths[0] < widths[2] < widths[5]
+
+
+def test_intervals_cover_roughly_nominal_out_of_sample(walk_bundle):
+    bundle, frame = walk_bundle
+    origins = frame.index[-48:-6]
+    preds = bundle.predict_frame(frame, origins)
+    y = frame["art"]
+    covered = [empirical_coverage(y.reindex(origins + pd.Timedelta(hours=h)).to_numpy(),
+                                  preds[h]["lower"].to_numpy(), preds[h]["upper"].to_numpy()) for h in range(1, 7)]
+    assert 0.55 <= float(np.mean(covered)) <= 1.0
