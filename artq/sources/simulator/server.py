@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 class _Handler(BaseHTTPRequestHandler):
     server_version = "AppDynamics-Controller-Simulator/1.0"
     protocol_version = "HTTP/1.1"  # keep-alive, like a real controller behind a load balancer
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
     controller: Controller  # set on the subclass made per server
 
     def do_GET(self) -> None:
@@ -64,13 +65,18 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default backlog of 5 makes bursts of clients wait 1 s for SYN retries
+    daemon_threads = True
+
+
 class SimulatorServer:
     """A running simulator: ``url`` is the controller base; ``set_faults`` switches faults live."""
 
     def __init__(self, cfg: SimulatorConfig, host: str = "127.0.0.1", port: int = 0) -> None:
         self.controller = Controller(cfg)
         handler = type("Handler", (_Handler,), {"controller": self.controller})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd = _Server((host, port), handler)
         self.httpd.daemon_threads = True
         self.host, self.port = self.httpd.server_address[:2]
         self._thread: threading.Thread | None = None
