@@ -408,3 +408,58 @@ def test_latency_and_concurrency_cap_answer_503_beyond_the_cap(api, sim) -> None
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(call, range(8)))
     assert codes.count(200) >= 1 and codes.count(503) >= 1 and set(codes) <= {200, 503}
+
+
+# ---- odds and ends ---------------------------------------------------------------------------
+
+def test_unknown_resource_is_404_and_writes_are_405(api, sim) -> None:
+    assert api("/ABP/snapshots", output="JSON").status_code == 404
+    r = requests.post(f"{sim.url}/controller/rest/applications", auth=("api@customer1", "pw"), timeout=10)
+    assert r.status_code == 405
+    assert requests.get(f"{sim.url}/controller/api/oauth/access_token", timeout=10).status_code == 405
+
+
+def test_config_from_settings_takes_apps_seed_and_credentials() -> None:
+    from artq.config import ApplicationSettings, Settings
+
+    settings = Settings(applications=[ApplicationSettings(name="Shop", tiers=["web", "db"])])
+    settings.simulator.seed = 7
+    settings.source.username, settings.source.password = "ops@customer1", "pw"
+    cfg = SimulatorConfig.from_settings(settings)
+    assert [(a.name, a.tiers) for a in cfg.applications] == [("Shop", ["web", "db"])]
+    assert (cfg.seed, cfg.client_id, cfg.username) == (7, settings.source.client_id, "ops@customer1")
+    with start_simulator(cfg) as s:  # a username that carries its account is used as is
+        r = requests.get(f"{s.url}/controller/rest/applications/Shop/tiers", auth=("ops@customer1", "pw"),
+                         params={"output": "JSON"}, timeout=10)
+        assert [t["name"] for t in r.json()] == ["web", "db"]
+
+
+def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = ("from artq.sources.simulator import SimulatorConfig, serve; "
+            f"serve(SimulatorConfig(username='api', password='pw'), '127.0.0.1', {port})")
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/controller/rest/applications", auth=("api@customer1", "pw"), timeout=1)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and proc.poll() is None, "simulator did not start"
+                time.sleep(0.1)
+        assert r.status_code == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert b"Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()

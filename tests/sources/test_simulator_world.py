@@ -181,3 +181,17 @@ def test_faults_parse_reads_every_kind_and_rejects_unknown_keys() -> None:
     assert f.hour_missing(int(datetime(2026, 11, 20, 5, tzinfo=UTC).timestamp() * 1000))
     with pytest.raises(ConfigError, match="key one of"):
         Faults.parse("explode=1")
+
+
+def test_releases_go_out_tue_to_thu_in_office_hours_and_step_capacity_only_then() -> None:
+    w = make_world(deployments_per_week=3.0)
+    deps = w.deployments("ABP", WEEK_START, WEEK_START + timedelta(days=21))
+    assert deps and all(d.at.weekday() in (1, 2, 3) and 8 <= d.at.hour < 17 for d in deps)
+    model = w.model("ABP")
+    m0 = int(WEEK_START.timestamp()) // 60
+    m = np.arange(m0, m0 + 21 * 1440)
+    cap, _ = model._release_levels(int(m[0]), int(m[-1]) + 1, m)
+    j = w.apps["ABP"].tiers.index(deps[0].tier)
+    steps = set((m[1:][np.diff(cap[j]) != 0]).tolist())
+    assert steps <= {d.minute for d in deps if d.tier == deps[0].tier}
+    assert cap[j][m == deps[0].minute][0] == pytest.approx(deps[0].capacity_level)
