@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
@@ -160,7 +160,7 @@ class AppDynamicsClient:
     def _calls(self) -> int:
         return getattr(self._local, "calls", 0)
 
-    def __enter__(self) -> AppDynamicsClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -377,8 +377,7 @@ def _strip_base(url: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     path = parts.path.rstrip("/")
-    if path.endswith("/controller"):
-        path = path[: -len("/controller")]
+    path = path.removesuffix("/controller")
     return urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
@@ -387,4 +386,4 @@ def _snippet(resp: requests.Response) -> str:
     return f": {text}" if text else ""
 
 
-__all__ = ["AppDynamicsClient", "FetchResult", "HourlyValue", "TOKEN_PATH", "WILDCARD_PATHS"]
+__all__ = ["TOKEN_PATH", "WILDCARD_PATHS", "AppDynamicsClient", "FetchResult", "HourlyValue"]

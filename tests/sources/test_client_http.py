@@ -21,11 +21,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from artq.catalog import MAIN, METRICS, Rollup, metric_path, parse_metric_path
+
+from artq.catalog import MAIN, METRICS, Rollup, metric_path
 from artq.config import SourceSettings
-from artq.errors import AuthFailed, ConfigError, InvalidResponse, SourceUnavailable, UnknownApplication
+from artq.errors import (
+    AuthFailed,
+    ConfigError,
+    InvalidResponse,
+    SourceUnavailable,
+    UnknownApplication,
+)
 from artq.sources.appdynamics import AppDynamicsClient, FetchResult
-from artq.sources.simulator import Faults, SimApp, SimulatorConfig, World, start_simulator
+from artq.sources.simulator import (
+    Faults,
+    SimApp,
+    SimulatorConfig,
+    World,
+    start_simulator,
+)
 from artq.timeutil import HOUR, to_ms
 
 CLIENT_ID = "artq@customer1"
@@ -596,7 +609,7 @@ def test_simulator_wrong_secret_raises_auth_failed(sim):
 
 
 def test_simulator_expired_token_is_refreshed_once(sim, sim_client):
-    server, _, clock = sim
+    _, _, clock = sim
     sim_client.fetch_hours("ABP", SIM_TIERS, SIM_END - HOUR, SIM_END)
     clock.t = SIM_NOW + timedelta(seconds=301)  # the controller's clock passes the token's expiry
     result = sim_client.fetch_hours("ABP", SIM_TIERS, SIM_END - HOUR, SIM_END)
