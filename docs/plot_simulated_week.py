@@ -15,11 +15,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
 
-from artq.catalog import MAIN  # noqa: E402
-from artq.sources.simulator import SimApp, SimulatorConfig, World  # noqa: E402
+from artq.catalog import MAIN
+from artq.sources.simulator import SimApp, SimulatorConfig, World
 
 
 def pick_week(world: World, app: str, before: datetime) -> datetime:
@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--before", default="2026-11-26T00:00Z", help="pick a week ending before this time")
     ap.add_argument("--out", default=str(Path(__file__).with_name("simulated-week.png")))
     args = ap.parse_args()
-    before = datetime.fromisoformat(args.before.replace("Z", "+00:00")).astimezone(UTC)
+    before = datetime.fromisoformat(args.before).astimezone(UTC)
     world = World(SimulatorConfig(seed=args.seed, applications=[SimApp(args.app)], now=lambda: before))
     start = pick_week(world, args.app, before)
     end = start + timedelta(days=7)

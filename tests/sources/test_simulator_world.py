@@ -9,10 +9,17 @@ import pandas as pd
 import pytest
 
 from artq.catalog import MAIN
+from artq.errors import ConfigError
 from artq.sources.simulator import Faults, SimApp, SimulatorConfig, World, fleet_apps
 from artq.sources.simulator.generate import response_time
-from artq.sources.simulator.tables import ART_SUM, CALLS, PRESENT, minute_table, reduce, values
-from artq.errors import ConfigError
+from artq.sources.simulator.tables import (
+    ART_SUM,
+    CALLS,
+    PRESENT,
+    minute_table,
+    reduce,
+    values,
+)
 
 NOW = datetime(2026, 11, 26, 7, 30, tzinfo=UTC)
 WEEK_START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday

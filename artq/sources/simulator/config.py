@@ -66,18 +66,18 @@ class SimulatorConfig:
             raise ConfigError(f"`token_ttl_s` must be positive. Got {self.token_ttl_s}.")
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: object) -> "SimulatorConfig":
+    def from_settings(cls, settings: Settings, **overrides: object) -> SimulatorConfig:
         """Applications, tiers, seed and credentials from artq's Settings."""
         apps = [SimApp(name=a.name, tiers=list(a.tiers)) for a in settings.applications]
         src = settings.source
-        kwargs: dict[str, object] = dict(
-            seed=settings.simulator.seed,
-            applications=apps,
-            client_id=src.client_id,
-            client_secret=src.client_secret,
-            username=src.username,
-            password=src.password,
-        )
+        kwargs: dict[str, object] = {
+            "seed": settings.simulator.seed,
+            "applications": apps,
+            "client_id": src.client_id,
+            "client_secret": src.client_secret,
+            "username": src.username,
+            "password": src.password,
+        }
         kwargs.update(overrides)
         return cls(**kwargs)  # type: ignore[arg-type]
 

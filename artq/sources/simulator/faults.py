@@ -60,7 +60,7 @@ class Faults:
         return any(a.timestamp() * 1000 <= hour_ms < b.timestamp() * 1000 for a, b in self.missing_hours)
 
     @classmethod
-    def parse(cls, text: str) -> "Faults":
+    def parse(cls, text: str) -> Faults:
         """``key=value`` pairs separated by ``;`` (see the module docstring)."""
         kinds = {f.name: f for f in fields(cls)}
         kwargs: dict[str, object] = {}
@@ -156,4 +156,4 @@ class FaultState:
         return False
 
 
-__all__ = ["Faults", "FaultState", "Verdict", "replace"]
+__all__ = ["FaultState", "Faults", "Verdict", "replace"]

@@ -15,7 +15,16 @@ from artq.sources.simulator import events as ev
 from artq.sources.simulator import rng
 from artq.sources.simulator.config import SimApp
 from artq.sources.simulator.tables import (
-    ART_MAX, ART_MIN, ART_SUM, CALLS, ERRORS, EXCEPTIONS, N_FIELDS, PRESENT, SLOW, VERY_SLOW,
+    ART_MAX,
+    ART_MIN,
+    ART_SUM,
+    CALLS,
+    ERRORS,
+    EXCEPTIONS,
+    N_FIELDS,
+    PRESENT,
+    SLOW,
+    VERY_SLOW,
 )
 
 MIN_2026 = 29_420_640  # 2026-01-01T00:00Z in minutes since the epoch: the reference of growth

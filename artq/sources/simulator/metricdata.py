@@ -8,7 +8,14 @@ import numpy as np
 
 from artq.sources.simulator.entities import AppEntities, RegisteredMetric
 from artq.sources.simulator.faults import Faults
-from artq.sources.simulator.tables import METRIC_KEYS, PRESENT, Table, minute_table, reduce, values
+from artq.sources.simulator.tables import (
+    METRIC_KEYS,
+    PRESENT,
+    Table,
+    minute_table,
+    reduce,
+    values,
+)
 from artq.sources.simulator.world import World
 
 MINUTE_MS, HOUR_MS = 60_000, 3_600_000

@@ -8,10 +8,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 from artq.sources.simulator.api import TOKEN_PATH, Controller, Response, text
 from artq.sources.simulator.config import SimulatorConfig
 from artq.sources.simulator.faults import Faults
+from artq.sources.simulator.world import World
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(resp.body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
 
@@ -87,13 +89,14 @@ class SimulatorServer:
         return f"http://{host}:{self.port}"
 
     @property
-    def world(self):  # noqa: ANN201 - World, imported lazily by callers
+    def world(self) -> World:
+        """The world this server answers from (the truth to compare a client's results with)."""
         return self.controller.world
 
     def set_faults(self, faults: Faults) -> None:
         self.controller.faults.set(faults)
 
-    def start(self) -> "SimulatorServer":
+    def start(self) -> SimulatorServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), name="artq-simulator", daemon=True)
         self._thread.start()
         return self
@@ -104,7 +107,7 @@ class SimulatorServer:
         if self._thread:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "SimulatorServer":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -40,7 +40,7 @@ class Table:
     current: np.ndarray
     n: np.ndarray  # minutes with data; 0 means "no point here"
 
-    def take(self, index: object) -> "Table":
+    def take(self, index: object) -> Table:
         return Table(*(a[index] for a in self.arrays()))
 
     def arrays(self) -> tuple[np.ndarray, ...]:

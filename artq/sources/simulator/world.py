@@ -43,14 +43,20 @@ from artq.errors import ConfigError
 from artq.sources.simulator.config import SimApp, SimulatorConfig
 from artq.sources.simulator.events import Deployment, Incident, Surge
 from artq.sources.simulator.generate import AppModel
-from artq.sources.simulator.tables import METRIC_KEYS, Table, minute_table, reduce, true_values
+from artq.sources.simulator.tables import (
+    METRIC_KEYS,
+    Table,
+    minute_table,
+    reduce,
+    true_values,
+)
 from artq.timeutil import as_utc
 
 _HOUR_MS = 3_600_000
 
 
 class _Block:
-    __slots__ = ("raw", "hourly")
+    __slots__ = ("hourly", "raw")
 
     def __init__(self, raw: np.ndarray, hourly: np.ndarray) -> None:
         self.raw = raw  # (N_FIELDS, servers, 60) per-minute raw fields
