@@ -463,3 +463,14 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path) -> N
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_data_older_than_a_year_is_gone_and_a_huge_range_stays_cheap(api) -> None:
+    old = int((NOW - timedelta(days=400)).timestamp() * 1000)
+    [gone] = metric_data(api, CPM, **{"start-time": old, "end-time": old + HOUR}).json()
+    assert gone["metricName"] == "METRIC DATA NOT FOUND"
+    end = int((NOW - timedelta(days=362)).timestamp() * 1000)
+    r = metric_data(api, ART, rollup="false", **{"start-time": 0, "end-time": end})  # from 1970
+    points = r.json()[0]["metricValues"]
+    assert r.status_code == 200 and r.json()[0]["frequency"] == "SIXTY_MIN"
+    assert 24 * 2 <= len(points) <= 24 * 3  # only the days still within retention

@@ -22,6 +22,9 @@ MINUTE_MS, HOUR_MS = 60_000, 3_600_000
 TIME_RANGE_TYPES = ("BEFORE_NOW", "BEFORE_TIME", "AFTER_TIME", "BETWEEN_TIMES")
 FREQUENCY = {1: "ONE_MIN", 10: "TEN_MIN", 60: "SIXTY_MIN"}
 NOT_FOUND = "METRIC DATA NOT FOUND"
+# SaaS keeps hourly data 365 days (spec §5); older buckets are gone. This also bounds the work
+# a careless range (start-time=0) can cause. 1- and 10-minute retention is not modelled.
+RETENTION_MS = 365 * 24 * HOUR_MS
 
 
 class BadRequest(Exception):
@@ -83,8 +86,10 @@ def entries(world: World, ent: AppEntities, metrics: list[RegisteredMetric], tr:
     """One entry per metric, in the order given; NOT FOUND for a metric with no data in range."""
     b = tr.bucket_minutes
     bms = b * MINUTE_MS
-    first = -(-tr.start_ms // bms)  # bucket index: start >= range start ...
-    last = min(-(-tr.end_ms // bms), world.now_ms() // bms)  # ... < range end, and complete by now
+    now = world.now_ms()
+    # bucket index: start >= range start (and within retention) ...
+    first = max(-(-tr.start_ms // bms), -(-(now - RETENTION_MS) // bms))
+    last = min(-(-tr.end_ms // bms), now // bms)  # ... < range end, and complete by now
     keys = sorted({m.metric_key for m in metrics if m.metric_key}, key=METRIC_KEYS.index)
     tb, tfirst, tlast = b, first, last
     if rollup and b < 60 and (first * b) % 60 == 0 and (last * b) % 60 == 0:
