@@ -474,3 +474,16 @@ def test_data_older_than_a_year_is_gone_and_a_huge_range_stays_cheap(api) -> Non
     points = r.json()[0]["metricValues"]
     assert r.status_code == 200 and r.json()[0]["frequency"] == "SIXTY_MIN"
     assert 24 * 2 <= len(points) <= 24 * 3  # only the days still within retention
+
+
+def test_ten_minute_buckets_and_long_rollups_agree_with_the_minutes(api) -> None:
+    end = T0 + HOUR
+    [ten] = metric_data(api, ART, rollup="false", **{"start-time": end - 1460 * MINUTE, "end-time": end}).json()
+    [ones] = metric_data(api, ART, rollup="false").json()  # the last hour, per minute
+    for bucket in [p for p in ten["metricValues"] if p["startTimeInMillis"] >= T0]:
+        inside = [p for p in ones["metricValues"] if 0 <= p["startTimeInMillis"] - bucket["startTimeInMillis"] < 10 * MINUTE]
+        assert bucket["sum"] == sum(p["sum"] for p in inside) and bucket["count"] == sum(p["count"] for p in inside)
+        assert bucket["max"] == max(p["max"] for p in inside) and bucket["current"] == inside[-1]["current"]
+    [rolled] = metric_data(api, ART, **{"start-time": end - 1460 * MINUTE, "end-time": end}).json()
+    assert rolled["frequency"] == "TEN_MIN"
+    assert rolled["metricValues"][0]["count"] == sum(p["count"] for p in ten["metricValues"])
