@@ -31,8 +31,9 @@ COPY pyproject.toml README.md beat_schedule.py ./
 COPY artq ./artq
 COPY workers ./workers
 
-# Production dependencies only: no [test] or [bench] extras.
-RUN pip wheel --wheel-dir /wheels .
+# Production dependencies only: no [test] or [bench] extras. kombu[redis] adds what kombu's
+# Redis transport imports at run time (`packaging`), which plain `celery` + `redis` leave out.
+RUN pip wheel --wheel-dir /wheels . "kombu[redis]"
 
 # ---- runtime: the wheels, the MariaDB client library, a non-root user -----------------------
 FROM ${PYTHON_IMAGE} AS runtime

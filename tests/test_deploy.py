@@ -196,6 +196,75 @@ def test_check_deploy_script_passes_compose_config_and_hadolint():
     assert "check-deploy: ok" in proc.stdout
 
 
+def _copy_build_context(dest: Path) -> None:
+    """What the Dockerfile's COPY lines put in /src (caches left out, as .dockerignore does)."""
+    import shutil
+
+    dest.mkdir(parents=True)
+    for word, rest in _dockerfile_instructions():
+        if word == "COPY" and "--from" not in rest:
+            *sources, target = rest.split()
+            for src in sources:
+                path = ROOT / src
+                into = dest / (Path(target).name if target not in ("./", ".") else path.name)
+                if path.is_dir():
+                    shutil.copytree(path, into, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.db", "*.sqlite"))
+                else:
+                    shutil.copy2(path, into)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_image_environment_runs_every_role_from_its_wheels_alone(tmp_path):
+    """The Dockerfile's two stages without Docker: its own `pip wheel` line builds the wheelhouse
+    from the build context, a clean virtualenv installs from those wheels only, and every role's
+    command starts its CLI outside the repository (so nothing comes from the source tree)."""
+    run_lines = [rest for word, rest in _dockerfile_instructions() if word == "RUN" and "pip wheel" in rest]
+    assert len(run_lines) == 1, "the Dockerfile should build its wheels with one `pip wheel` line"
+    wheel_args = shlex.split(run_lines[0].split("pip wheel", 1)[1])
+    wheels = tmp_path / "wheels"
+    wheel_args = [str(wheels) if a == "/wheels" else a for a in wheel_args]
+    src = tmp_path / "src"
+    _copy_build_context(src)
+
+    def run(argv, **kw):
+        proc = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=900, **kw)
+        assert proc.returncode == 0, f"{' '.join(map(str, argv))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        return proc.stdout
+
+    run([sys.executable, "-m", "pip", "wheel", "-q", *wheel_args], cwd=src)
+    names = {w.name.split("-")[0].lower() for w in wheels.glob("*.whl")}
+    assert {"artq", "mysqlclient", "xgboost_cpu", "celery", "flower", "packaging"} <= names, sorted(names)
+    assert not names & {"pytest", "hypothesis", "playwright", "skforecast", "mlforecast", "matplotlib"}, (
+        "test or bench extras leaked into the image"
+    )
+    venv = tmp_path / "rt"
+    run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(venv)])
+    run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", f"--find-links={wheels}",
+         *map(str, wheels.glob("*.whl"))])
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "HOME": str(home),
+        "ARTQ_HOME": str(home),
+        "ARTQ_MODELS_DIR": str(home / "models"),
+        "ARTQ_BROKER_URL": "redis://127.0.0.1:6379/0",  # not contacted: loads kombu's Redis transport
+        "ARTQ_RESULT_BACKEND": "redis://127.0.0.1:6379/1",
+    }
+    where = run([str(venv / "bin" / "python"), "-c", "import workers, artq; print(workers.__file__, artq.__file__)"], cwd=home, env=env)
+    assert str(ROOT) not in where and str(venv) in where, where
+    run(["celery", "-A", "workers", "report"], cwd=home, env=env)
+    for service, argv in sorted(_artq_services().items()):
+        if argv[0] == "celery":
+            _, sub, _ = _split_celery(argv)
+            run(["celery", "-A", "workers", sub, "--help"], cwd=home, env=env)
+        else:
+            run(["artq", *[a for a in argv[1:] if not a.startswith("-")][:1], "--help"], cwd=home, env=env)
+    assert "database schema at revision" in run(["artq", "init-db"], cwd=home, env=env)
+
+
 # ---- (b) every command exists in the project ------------------------------------------------
 
 
@@ -279,6 +348,21 @@ def test_models_volume_is_shared_by_train_and_predict_workers():
             assert f"models:{MODELS_DIR}" in mounts, f"{name} must mount the models volume at {MODELS_DIR}"
             assert services[name]["environment"]["ARTQ_MODELS_DIR"] == MODELS_DIR
     assert "models" in _compose()["volumes"]
+
+
+def test_every_artq_setting_from_the_environment_reaches_the_containers():
+    """A new ``ARTQ_*`` variable read by the code must be passed through, or it is silently unset."""
+    read = set()
+    for path in [*ROOT.joinpath("artq").rglob("*.py"), *ROOT.joinpath("workers").rglob("*.py"), ROOT / "beat_schedule.py"]:
+        read |= set(re.findall(r"[\"'](ARTQ_[A-Z0-9_]+)[\"']", path.read_text()))
+    image_env = {
+        pair.split("=", 1)[0] for word, rest in _dockerfile_instructions() if word == "ENV" for pair in rest.split()
+    }
+    assert "ARTQ_HOME" in image_env, "the image should set ARTQ_HOME"
+    for name in _artq_services():
+        passed = set(_compose()["services"][name].get("environment", {}))
+        missing = sorted(read - passed - image_env)
+        assert not missing, f"service {name!r} does not pass {missing} (read by the code); add them to x-artq"
 
 
 def test_compose_file_holds_no_literal_secrets():
