@@ -202,3 +202,13 @@ def test_releases_go_out_tue_to_thu_in_office_hours_and_step_capacity_only_then(
     steps = set((m[1:][np.diff(cap[j]) != 0]).tolist())
     assert steps <= {d.minute for d in deps if d.tier == deps[0].tier}
     assert cap[j][m == deps[0].minute][0] == pytest.approx(deps[0].capacity_level)
+
+
+def test_release_levels_do_not_depend_on_how_far_back_the_window_starts() -> None:
+    model = make_world(deployments_per_week=0.1).model("ABP")  # rare releases: old ones matter
+    m0 = int(WEEK_START.timestamp()) // 60
+    m = np.arange(m0, m0 + 7 * 1440)
+    near, _ = model._release_levels(int(m[0]), int(m[-1]) + 1, m)
+    far_m = np.arange(m0 - 20 * 7 * 1440, m0 + 7 * 1440)
+    far, _ = model._release_levels(int(far_m[0]), int(far_m[-1]) + 1, far_m)
+    np.testing.assert_array_equal(near, far[:, -len(m):])

@@ -233,6 +233,10 @@ class AppModel:
             if deps:
                 times = np.array([d.minute for d in deps])
                 idx = np.searchsorted(times, m, side="right")  # 0: before every release in view
+                # A release counts for 8 weeks at most, judged from each minute's own week, so
+                # the level never depends on how far back the generated window reaches.
+                week_of_release = np.r_[-(1 << 40), [ev.week_of(d.minute) for d in deps]][idx]
+                idx = np.where(week_of_release >= (m + ev.WEEK_OFFSET_MIN) // ev.MIN_PER_WEEK - ev.DEPLOY_LOOKBACK_WEEKS, idx, 0)
                 cap[j] = np.r_[1.0, [d.capacity_level for d in deps]][idx]
                 svc[j] = np.r_[1.0, [d.service_level for d in deps]][idx]
         return cap, svc
