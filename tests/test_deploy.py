@@ -215,6 +215,7 @@ def _copy_build_context(dest: Path) -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # builds ~50 wheels (mysqlclient from source) and a virtualenv
 def test_image_environment_runs_every_role_from_its_wheels_alone(tmp_path):
     """The Dockerfile's two stages without Docker: its own `pip wheel` line builds the wheelhouse
     from the build context, a clean virtualenv installs from those wheels only, and every role's
