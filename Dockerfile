@@ -16,8 +16,7 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # ---- build: compile wheels for artq and all its production dependencies --------------------
 FROM ${PYTHON_IMAGE} AS build
 
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # mysqlclient compiles from source: a C compiler, pkg-config and the MariaDB client headers.
 # Debian package versions follow the pinned base image, so they are not pinned one by one.
@@ -33,7 +32,10 @@ COPY workers ./workers
 
 # Production dependencies only: no [test] or [bench] extras. kombu[redis] adds what kombu's
 # Redis transport imports at run time (`packaging`), which plain `celery` + `redis` leave out.
-RUN pip wheel --wheel-dir /wheels . "kombu[redis]"
+# The pip cache (a BuildKit cache mount, never in a layer) keeps downloads and the compiled
+# mysqlclient between builds, so a code change does not recompile the dependencies.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip wheel --wheel-dir /wheels . "kombu[redis]"
 
 # ---- runtime: the wheels, the MariaDB client library, a non-root user -----------------------
 FROM ${PYTHON_IMAGE} AS runtime
