@@ -8,7 +8,10 @@ so the validation rows score a model that never saw them, and their residuals ca
 intervals. Never a random split.
 
 Budget per horizon: one fit per candidate transform (at most 6) with the default parameters,
-then ``trials`` random parameter sets (seeded) with the chosen transform, each one fit.
+then ``trials`` random parameter sets (seeded) with the chosen transform, each one fit; all on
+the most recent ``SELECTION_ROWS`` origins (120 days) of the training window, so selection costs
+the same for a year of history as for four months. The final model is refitted on the whole
+window.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ DEFAULT_PARAMS: dict = {
     "colsample_bytree": 0.7,
     "min_child_weight": 5.0,
     "lambda": 1.0,
-    "max_bin": 128,
+    "max_bin": 64,
 }
 MAX_ROUNDS = 800
+SELECTION_ROWS = 24 * 120  # model selection looks at the most recent 120 days of origins at most
 EARLY_STOPPING = 40
 NTHREAD: int | None = None  # None: one thread per 4000 rows (threads cost more than they give on small data)
 
@@ -73,7 +77,8 @@ class Trial:
     params: dict
     n_rounds: int
     val_mae: float
-    fit_end: pd.Timestamp  # last fit row's target hour
+    fit_end: pd.Timestamp  # last target hour the model was fitted on
+    es_start: pd.Timestamp  # first early-stopping origin
     val_start: pd.Timestamp  # first validation origin
 
 
@@ -89,14 +94,26 @@ class Selection:
     trials: list[Trial] = field(default_factory=list)
 
 
-def _fit(X: pd.DataFrame, z: np.ndarray, params: dict, seed: int, rounds: int,
-         X_es: pd.DataFrame | None = None, z_es: np.ndarray | None = None) -> xgb.Booster:
-    dtrain = xgb.DMatrix(X, label=z, feature_names=list(X.columns))
-    threads = NTHREAD if NTHREAD is not None else min(os.cpu_count() or 1, max(1, len(X) // 4000))
-    p = {**params, "seed": seed, "nthread": threads, "verbosity": 0}
-    if X_es is None:
+def _threads(n_rows: int) -> int:
+    return NTHREAD if NTHREAD is not None else min(os.cpu_count() or 1, max(1, n_rows // 1500))
+
+
+def _matrix(X: pd.DataFrame, names: bool = False) -> xgb.DMatrix:
+    """A DMatrix of feature rows (labels set later, so one matrix serves every candidate)."""
+    data = X.to_numpy(dtype=np.float32)
+    return xgb.DMatrix(data, feature_names=list(X.columns) if names else None, nthread=_threads(len(X)))
+
+
+def _set_target(dm: xgb.DMatrix, z: np.ndarray) -> None:
+    ok = np.isfinite(z)
+    dm.set_label(np.where(ok, z, 0.0))
+    dm.set_weight(ok.astype(np.float32))  # rows without a target (missing base) weigh nothing
+
+
+def _train(dtrain: xgb.DMatrix, params: dict, seed: int, rounds: int, des: xgb.DMatrix | None = None) -> xgb.Booster:
+    p = {**params, "seed": seed, "nthread": _threads(dtrain.num_row()), "verbosity": 0}
+    if des is None:
         return xgb.train(p, dtrain, num_boost_round=rounds)
-    des = xgb.DMatrix(X_es, label=z_es, feature_names=list(X.columns))
     return xgb.train(p, dtrain, num_boost_round=rounds, evals=[(des, "es")],
                      early_stopping_rounds=EARLY_STOPPING, verbose_eval=False)
 
@@ -105,28 +122,41 @@ def fit_final(X: pd.DataFrame, y: np.ndarray, transform: TargetTransform, target
               params: dict, n_rounds: int, seed: int) -> xgb.Booster:
     z = transform.encode(y, X, target)
     ok = np.isfinite(z)
-    return _fit(X[ok], z[ok], params, seed, n_rounds)
+    dm = _matrix(X[ok], names=True)
+    dm.set_label(z[ok])
+    return _train(dm, params, seed, n_rounds)
 
 
-def evaluate(X: pd.DataFrame, y: np.ndarray, horizon: int, transform: TargetTransform, target: str,
-             params: dict, seed: int, val_fraction: float = 0.2) -> tuple[Trial, np.ndarray, np.ndarray, xgb.Booster]:
-    """Fit on the fit rows (early stopping on an inner time-ordered holdout), score on validation."""
-    fit, val = time_split(X.index, horizon, val_fraction)
-    X_fit, y_fit = X.iloc[fit], y[fit]
-    inner_fit, inner_es = time_split(X_fit.index, horizon, 0.15)
-    z = transform.encode(y_fit, X_fit, target)
-    a, b = inner_fit[np.isfinite(z[inner_fit])], inner_es[np.isfinite(z[inner_es])]
-    booster = _fit(X_fit.iloc[a], z[a], params, seed, MAX_ROUNDS, X_fit.iloc[b], z[b])
-    n_rounds = int(booster.best_iteration) + 1
-    X_val = X.iloc[val]
-    m = booster.predict(xgb.DMatrix(X_val, feature_names=list(X.columns)), iteration_range=(0, n_rounds))
-    scaled = transform.to_scaled(m, X_val, target)
-    pred = transform.inv(scaled)
-    y_val = y[val]
-    mae = float(np.nanmean(np.abs(y_val - pred)))
-    trial = Trial(transform.name, params, n_rounds, mae,
-                  X_fit.index[fit[-1] if len(fit) else 0] + pd.Timedelta(hours=horizon), X.index[val[0]])
-    return trial, pred, transform.fwd(y_val) - scaled, booster
+class _Splits:
+    """Fit / early-stopping / validation rows of one horizon, their matrices built once."""
+
+    def __init__(self, X: pd.DataFrame, horizon: int, val_fraction: float = 0.2) -> None:
+        offset = max(0, len(X) - SELECTION_ROWS)
+        fit, val = time_split(X.index[offset:], horizon, val_fraction)
+        fit, self.val = fit + offset, val + offset
+        inner_fit, inner_es = time_split(X.index[fit], horizon, 0.15)
+        self.fit, self.es = fit[inner_fit], fit[inner_es]
+        if len(self.fit) == 0 or len(self.es) == 0:
+            raise ValueError(f"`X` has too few rows ({len(X)}) to split into fit, early-stopping and validation rows.")
+        self.X, self.horizon = X, horizon
+        self.d_fit, self.d_es, self.d_val = (_matrix(X.iloc[rows]) for rows in (self.fit, self.es, self.val))
+
+    def evaluate(self, y: np.ndarray, transform: TargetTransform, target: str, params: dict,
+                 seed: int) -> tuple[Trial, np.ndarray, np.ndarray]:
+        """Fit on the fit rows (early stopping on the inner holdout), score on the validation rows."""
+        X = self.X
+        for dm, rows in ((self.d_fit, self.fit), (self.d_es, self.es)):
+            _set_target(dm, transform.encode(y[rows], X.iloc[rows], target))
+        booster = _train(self.d_fit, params, seed, MAX_ROUNDS, self.d_es)
+        n_rounds = int(booster.best_iteration) + 1
+        X_val, y_val = X.iloc[self.val], y[self.val]
+        m = booster.predict(self.d_val, iteration_range=(0, n_rounds))
+        scaled = transform.to_scaled(m, X_val, target)
+        pred = transform.inv(scaled)
+        mae = float(np.nanmean(np.abs(y_val - pred)))
+        trial = Trial(transform.name, params, n_rounds, mae, X.index[self.fit[-1]] + pd.Timedelta(hours=self.horizon),
+                      X.index[self.es[0]], X.index[self.val[0]])
+        return trial, pred, transform.fwd(y_val) - scaled
 
 
 def select(X: pd.DataFrame, y: np.ndarray, horizon: int, target: str, candidates: list[TargetTransform],
@@ -134,10 +164,11 @@ def select(X: pd.DataFrame, y: np.ndarray, horizon: int, target: str, candidates
     """Choose the transform (default parameters), then ``trials`` random parameter sets."""
     if trials < 0:
         raise ValueError(f"`trials` must be >= 0. Got {trials}.")
+    splits = _Splits(X, horizon)
     best: tuple | None = None
     records: list[Trial] = []
     for tr in candidates:
-        trial, pred, res, _ = evaluate(X, y, horizon, tr, target, DEFAULT_PARAMS, seed)
+        trial, pred, res = splits.evaluate(y, tr, target, DEFAULT_PARAMS, seed)
         records.append(trial)
         if best is None or trial.val_mae < best[0].val_mae:
             best = (trial, pred, res, tr)
@@ -147,12 +178,11 @@ def select(X: pd.DataFrame, y: np.ndarray, horizon: int, target: str, candidates
     rng = np.random.default_rng(seed * 1000 + horizon)
     for _ in range(trials):
         params = sample_params(rng)
-        trial, pred, res, _ = evaluate(X, y, horizon, best[3], target, params, seed)
+        trial, pred, res = splits.evaluate(y, best[3], target, params, seed)
         records.append(trial)
         if trial.val_mae < best[0].val_mae:
             best = (trial, pred, res, best[3])
         if progress:
             progress(f"h{horizon} trial")
     trial, pred, res, tr = best
-    _, val = time_split(X.index, horizon, 0.2)
-    return Selection(tr, dict(trial.params), trial.n_rounds, trial.val_mae, val, pred, res, records)
+    return Selection(tr, dict(trial.params), trial.n_rounds, trial.val_mae, splits.val, pred, res, records)

@@ -35,24 +35,25 @@ def _problem(synth, h):
 def test_tuning_validates_only_on_data_after_its_training_rows(synth, monkeypatch):
     h = 3
     X, y = _problem(synth, h)
-    calls = []
-    real_fit = tuning._fit
+    seen = []
+    real = tuning._matrix
 
-    def spy(Xf, z, params, seed, rounds, X_es=None, z_es=None):
-        calls.append((Xf.index, None if X_es is None else X_es.index))
-        return real_fit(Xf, z, params, seed, rounds, X_es, z_es)
+    def spy(rows, names=False):
+        seen.append(rows.index)
+        return real(rows, names)
 
-    monkeypatch.setattr(tuning, "_fit", spy)
+    monkeypatch.setattr(tuning, "_matrix", spy)
     sel = tuning.select(X, y, h, "art", [TargetTransform("log", "last"), TargetTransform("id", "level")], 2, 0)
-    val_start = X.index[sel.val_positions[0]]
-    assert len(calls) == 4
-    for train_idx, es_idx in calls:
-        # every training target hour is at or before the first early-stopping origin,
-        # and everything the fits saw is before the validation rows that score them
-        assert train_idx.max() + pd.Timedelta(hours=h) <= es_idx.min()
-        assert es_idx.max() + pd.Timedelta(hours=h) <= val_start
+    fit_rows, es_rows, val_rows = seen  # one matrix each, shared by all four fits
+    hours = pd.Timedelta(hours=h)
+    # every training target hour is at or before the first early-stopping origin, and every
+    # early-stopping target hour at or before the first validation origin that scores the fit
+    assert fit_rows.max() + hours <= es_rows.min()
+    assert es_rows.max() + hours <= val_rows.min()
+    assert val_rows.equals(X.index[sel.val_positions])
+    assert len(sel.trials) == 4
     for t in sel.trials:
-        assert t.fit_end <= t.val_start
+        assert t.fit_end <= t.es_start < t.val_start == val_rows.min()
 
 
 def test_tuning_is_reproducible_with_a_seed(synth):
