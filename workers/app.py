@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from artq.config import Settings, load_settings
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 DEFAULT_BACKEND = "redis://127.0.0.1:6379/1"
 
+EXCHANGE = Exchange("artq", type="direct")
 QUEUES = (
-    Queue("fetch"),    # fetch workers: I/O against the controller (many threads or processes)
-    Queue("predict"),  # predict workers: CPU, one process per core; scale these out
-    Queue("refresh"),  # refresh workers: database writes for the dashboards
-    Queue("train"),    # train workers: long CPU jobs, kept apart so they never delay forecasts
+    Queue("fetch", EXCHANGE, routing_key="fetch"),      # fetch workers: I/O against the controller
+    Queue("predict", EXCHANGE, routing_key="predict"),  # predict workers: CPU, one per core; scale out
+    Queue("refresh", EXCHANGE, routing_key="refresh"),  # refresh workers: dashboard database writes
+    Queue("train", EXCHANGE, routing_key="train"),      # train workers: long CPU, never delays forecasts
 )
 
 TASK_ROUTES = {
-    "artq.cycle.fetch": {"queue": "fetch"},
-    "artq.cycle.dispatch": {"queue": "fetch"},
-    "artq.cycle.predict": {"queue": "predict"},
-    "artq.cycle.refresh": {"queue": "refresh"},
-    "artq.model.train": {"queue": "train"},
+    "artq.cycle.fetch": {"queue": "fetch", "routing_key": "fetch"},
+    "artq.cycle.dispatch": {"queue": "fetch", "routing_key": "fetch"},
+    "artq.cycle.predict": {"queue": "predict", "routing_key": "predict"},
+    "artq.cycle.refresh": {"queue": "refresh", "routing_key": "refresh"},
+    "artq.model.train": {"queue": "train", "routing_key": "train"},
 }
 
 TRAIN_TIME_LIMIT_S = 3600
@@ -40,6 +41,8 @@ def configure(app: Celery, settings: Settings) -> None:
         enable_utc=True,
         task_queues=QUEUES,  # a worker without -Q consumes all of these
         task_default_queue="predict",
+        task_default_exchange="artq",
+        task_default_routing_key="predict",
         task_routes=TASK_ROUTES,
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -31,12 +31,14 @@ def start_cycle(application: str, origin: str | datetime | None = None, trigger:
 def run_cycle(runtime, application: str, origin: datetime | None = None, *, use_broker: bool = False,
               trigger: str = "cli", timeout_s: float = 600) -> dict:
     """Run one cycle and wait for its refresh: in this process (eager canvas) or through the broker."""
-    from workers.app import app, make_eager
+    from workers.app import app, configure, make_eager
     from workers.runtime import set_runtime
 
-    if not use_broker:
+    set_runtime(runtime)
+    if use_broker:
+        configure(app, runtime.settings)  # the caller's --config, not only ARTQ_CONFIG
+    else:
         make_eager(app)
-        set_runtime(runtime)
     runtime.settings.application(application)
     result = start_cycle(application, origin or last_complete_hour(), trigger=trigger)
     return result.get(timeout=timeout_s, propagate=True, disable_sync_subtasks=False)

@@ -42,9 +42,9 @@ class Runtime:
             if self._simulator is None:
                 from artq.sources.simulator import SimulatorConfig, start_simulator
 
-                self._simulator = start_simulator(SimulatorConfig.from_settings(self.settings), host="127.0.0.1", port=0)
-                self._simulator.__enter__()
-        return self._simulator.url
+                running = start_simulator(SimulatorConfig.from_settings(self.settings), host="127.0.0.1", port=0)
+                self._simulator = (running, running.__enter__())
+        return self._simulator[1].url
 
     @property
     def client(self) -> AppDynamicsClient:
@@ -77,7 +77,7 @@ class Runtime:
             self._client.close()
             self._client = None
         if self._simulator is not None:
-            self._simulator.__exit__(None, None, None)
+            self._simulator[0].__exit__(None, None, None)
             self._simulator = None
         if self._db is not None:
             self._db.dispose()

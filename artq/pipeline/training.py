@@ -9,7 +9,7 @@ from artq.catalog import TARGET_METRIC
 from artq.errors import NotEnoughData
 from artq.pipeline.runtime import Runtime
 from artq.storage import repository as repo
-from artq.timeutil import last_complete_hour
+from artq.timeutil import as_utc, last_complete_hour
 
 
 def train_step(rt: Runtime, application: str, *, tune: bool | None = None, until: datetime | None = None, progress=None) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def train_step(rt: Runtime, application: str, *, tune: bool | None = None, until
             s,
             dict(
                 application=application, version=info.version, status="champion" if promoted else "challenger",
-                path=str(info.path), created_at=info.created_at, training_start=frame.index[0].to_pydatetime(),
+                path=str(info.path), created_at=_aware(info.created_at), training_start=frame.index[0].to_pydatetime(),
                 training_end=frame.index[-1].to_pydatetime(), metrics=_jsonable(info.metrics), reason=reason,
             ),
         )
@@ -45,6 +45,10 @@ def train_step(rt: Runtime, application: str, *, tune: bool | None = None, until
             repo.set_champion(s, application, info.version)
     rt.forget_models()
     return {"application": application, "version": info.version, "promoted": promoted, "reason": reason, "metrics": _jsonable(info.metrics)}
+
+
+def _aware(value: datetime | str) -> datetime:
+    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
 def _jsonable(obj: Any) -> Any:
