@@ -156,7 +156,9 @@ def _print_forecasts(settings: Settings, name: str, t0, out: dict) -> None:
             actual = repo.actuals(s, name, [t0])
     finally:
         db.dispose()
-    table = Table(title=f"{name}: ART forecast from origin {t0:%Y-%m-%d %H:00} UTC (last actual {actual.get(t0, float('nan')):.0f} ms)")
+    last = actual.get(t0)
+    table = Table(title=f"{name}: ART forecast, origin {t0:%Y-%m-%d %H:00} UTC",
+                  caption=f"last actual (hour {t0:%H:00}): {last:.0f} ms" if last is not None else "no actual stored for the origin hour")
     for col in ("horizon", "hour (UTC)", "forecast ms", "80% interval", "model"):
         table.add_column(col, justify="right" if col != "model" else "left")
     for f in rows:
