@@ -150,3 +150,34 @@ def write_config(path, settings: Settings) -> str:
     }
     path.write_text(yaml.safe_dump(data))
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def _trained_template(tmp_path_factory):
+    """Train once per session: a SQLite file with 21 days of simulator history and a champion."""
+    from artq.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+    from artq.sources.simulator import SimApp, SimulatorConfig, start_simulator
+
+    cfg = SimulatorConfig(seed=7, applications=[SimApp(name="ABP", tiers=list(ApplicationSettings(name="ABP").tiers))],
+                          client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET)
+    home = tmp_path_factory.mktemp("trained-template")
+    with start_simulator(cfg, host="127.0.0.1", port=0) as sim:
+        settings = make_settings(home, url=sim.url)
+        migrate(settings.database_url)
+        t0, out = backfill_and_train(settings)
+        yield home, sim, t0, out
+
+
+@pytest.fixture
+def trained_sqlite(tmp_path, _trained_template):
+    """A private copy of the trained template: ``(settings, origin, train result)``."""
+    import shutil
+
+    home, sim, t0, out = _trained_template
+    for name in ("artq.db", "artq.db-wal", "artq.db-shm"):
+        if (home / name).exists():
+            shutil.copy2(home / name, tmp_path / name)
+    shutil.copytree(home / "models", tmp_path / "models")
+    settings = make_settings(tmp_path, url=sim.url)
+    settings.forecast.training_days, settings.forecast.min_training_hours = 21, 24 * 14
+    return settings, t0, out

@@ -8,8 +8,6 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
-
 
 @pytest.mark.parametrize(
     ("args", "message"),

@@ -11,16 +11,13 @@ from artq.errors import AuthFailed
 from artq.pipeline import Runtime, fetch_step
 from artq.pipeline.steps import begin_run
 from artq.storage import migrate, open_database
-from artq.storage.models import DashboardLatestForecast, Forecast, Observation, PipelineRun
-from tests.conftest import backfill_and_train, make_settings
-
-
-@pytest.fixture
-def trained(tmp_path, simulator):
-    settings = make_settings(tmp_path, url=simulator.url)
-    migrate(settings.database_url)
-    t0, out = backfill_and_train(settings)
-    return settings, t0, out
+from artq.storage.models import (
+    DashboardLatestForecast,
+    Forecast,
+    Observation,
+    PipelineRun,
+)
+from tests.conftest import make_settings
 
 
 def _count(db, model, *where):
@@ -28,10 +25,10 @@ def _count(db, model, *where):
         return s.scalar(select(func.count()).select_from(model).where(*where))
 
 
-def test_cycle_stores_six_forecasts_and_rerun_replaces_them(trained):
+def test_cycle_stores_six_forecasts_and_rerun_replaces_them(trained_sqlite):
     from workers.canvas import run_cycle
 
-    settings, t0, _ = trained
+    settings, t0, _ = trained_sqlite
     first = run_cycle(Runtime(settings), "ABP", t0)
     second = run_cycle(Runtime(settings), "ABP", t0)
     assert first["status"] == second["status"] == "succeeded"

@@ -1,0 +1,113 @@
+"""``artq models``: list registered versions, promote or roll back, check drift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+models_app = typer.Typer(help="Registered model versions: list, promote, roll back, check drift.", no_args_is_help=True)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Path to artq.yml.")]
+AppOpt = Annotated[str, typer.Option("--app", "-a", help="Application name (default: the first configured).")]
+
+
+def _ctx(config, app):
+    from artq.config import load_settings
+
+    settings = load_settings(config)
+    return settings, (settings.application(app).name if app else settings.applications[0].name)
+
+
+@models_app.command("list")
+def list_versions(app: AppOpt = "", config: ConfigOpt = None) -> None:
+    """List an application's model versions with their validation metrics.
+
+    Example: artq models list --app ABP
+    """
+    from artq.forecasting import registry
+
+    settings, name = _ctx(config, app)
+    champion = registry.champion(settings.models_dir, name)
+    table = Table(title=f"{name}: model versions in {settings.models_dir}")
+    for col in ("version", "created (UTC)", "mean MAE", "mean MASE", "naive-24 MAE", "champion"):
+        table.add_column(col)
+    for v in registry.list_versions(settings.models_dir, name):
+        m = v.metrics or {}
+        table.add_row(v.version, v.created_at[:16], _num(m.get("mean_mae")), _num(m.get("mean_mase")),
+                      _num(m.get("seasonal_naive_24_mean_mae")), "yes" if v.version == champion else "")
+    console.print(table)
+
+
+@models_app.command("promote")
+def promote(version: Annotated[str, typer.Argument(help="Version to make champion, e.g. v0003.")], app: AppOpt = "",
+            config: ConfigOpt = None) -> None:
+    """Make a version the champion (also the way to roll back).
+
+    Example: artq models promote v0002 --app ABP
+    """
+    _set_champion(config, app, version, rollback=False)
+
+
+@models_app.command("rollback")
+def rollback(version: Annotated[str, typer.Argument(help="Earlier version to return to, e.g. v0002.")], app: AppOpt = "",
+             config: ConfigOpt = None) -> None:
+    """Roll back to a named earlier version: it becomes the champion at once.
+
+    Example: artq models rollback v0002 --app ABP
+    """
+    _set_champion(config, app, version, rollback=True)
+
+
+def _set_champion(config, app, version: str, rollback: bool) -> None:
+    from artq.forecasting import registry
+    from artq.storage import open_database
+    from artq.storage import repository as repo
+
+    settings, name = _ctx(config, app)
+    (registry.rollback if rollback else registry.promote)(settings.models_dir, name, version)
+    db = open_database(settings.database_url)
+    try:
+        with db.session() as s:
+            repo.set_champion(s, name, version)
+    finally:
+        db.dispose()
+    console.print(f"{name}: {version} is now the champion; the next cycle uses it")
+
+
+@models_app.command("drift")
+def drift(app: AppOpt = "", retrain: Annotated[bool, typer.Option("--retrain", help="Train now if drift is found.")] = False,
+          config: ConfigOpt = None) -> None:
+    """Check whether recent errors or inputs moved away from the champion's training period.
+
+    Example: artq models drift --app ABP --retrain
+    """
+    from artq.pipeline import Runtime, train_step
+    from artq.pipeline.drift import drift_step
+
+    settings, name = _ctx(config, app)
+    rt = Runtime(settings)
+    try:
+        out = drift_step(rt, name)
+        if not out["drifted"]:
+            console.print(f"{name}: no drift for {out['model_version']}")
+            return
+        for reason in out["reasons"]:
+            console.print(f"drift: {reason}")
+        if retrain:
+            trained = train_step(rt, name)
+            console.print(f"retrained: {trained['version']} ({trained['reason']})")
+    finally:
+        rt.close()
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(models_app, name="models")

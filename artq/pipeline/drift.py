@@ -1,0 +1,55 @@
+"""The periodic drift and staleness check: should this application's models be retrained?"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from artq.pipeline.runtime import Runtime
+from artq.storage import repository as repo
+from artq.storage.db import upsert
+from artq.storage.models import Alert, DashboardForecastActual
+from artq.timeutil import as_utc, last_complete_hour, utcnow
+
+RECENT_HOURS = 48
+
+
+def drift_step(rt: Runtime, application: str, now: datetime | None = None) -> dict[str, Any]:
+    """Compare recent forecast errors and inputs with the champion's training period.
+
+    A drift opens (or refreshes) one ``drift`` alert per application with the reasons, so an
+    operator sees why a retrain was queued; the caller decides whether to queue ``train``.
+    """
+    from artq.forecasting.drift import check_drift
+
+    rt.settings.application(application)
+    t0 = as_utc(now) if now else last_complete_hour()
+    bundle, version = rt.champion(application)
+    since = t0 - timedelta(hours=RECENT_HOURS)
+    with rt.db.session() as s:
+        frame = repo.load_frame(s, application, t0 - timedelta(days=14), t0)
+        rows = s.execute(
+            select(DashboardForecastActual.horizon, DashboardForecastActual.actual, DashboardForecastActual.forecast).where(
+                DashboardForecastActual.application == application,
+                DashboardForecastActual.target_hour > since,
+                DashboardForecastActual.actual.is_not(None),
+            )
+        ).all()
+    # no recent data at all is itself a finding (staleness), not a crash
+    frame = frame.reindex(columns=sorted(set(frame.columns) | {bundle.target, *bundle.exog}))
+    errors: dict[int, list[float]] = {}
+    for h, actual, forecast in rows:
+        errors.setdefault(int(h), []).append(actual - forecast)
+    report = check_drift(bundle, frame, now=t0, errors=errors or None, recent_hours=RECENT_HOURS)
+    if report.drifted:
+        with rt.db.session() as s:
+            upsert(
+                s, Alert.__table__,
+                [dict(key=f"drift:{application}:{version}", application=application, kind="drift", status="open",
+                      severity="info", opened_at=utcnow(), message="; ".join(report.reasons)[:4000],
+                      details=report.as_dict(), notify_attempts=0)],
+                keys=("key",), update=("message", "details"),
+            )
+    return {"application": application, "model_version": version, **report.as_dict()}
