@@ -68,3 +68,11 @@ def test_unknown_application_names_the_configured_ones(tmp_path):
 def test_missing_config_file_is_reported(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.yml", env={})
+
+
+def test_the_shipped_example_config_loads(tmp_path):
+    from tests.conftest import ROOT
+
+    s = load_settings(ROOT / "artq.yml.example", env={"ARTQ_HOME": str(tmp_path), "ARTQ_SOURCE_CLIENT_SECRET": "x"})
+    assert s.celery.broker_url == "redis://127.0.0.1:6379/0"
+    assert s.source.client_secret == "x"
