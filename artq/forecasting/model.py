@@ -21,7 +21,7 @@ from artq.forecasting.explain import feature_group, group_contributions
 from artq.forecasting.features import FeatureBuilder, check_frame, ensure_rows, history_hours_needed
 from artq.forecasting.intervals import ConformalInterval
 from artq.forecasting.transforms import TargetTransform, candidates
-from artq.forecasting.tuning import fit_final, select
+from artq.forecasting.tuning import Member, fit_final, select
 from artq.timeutil import as_utc
 
 Progress = Callable[[str, int, int], None]
@@ -57,10 +57,8 @@ class ModelBundle:
     coverage: float = 0.8
     tier_names: dict[str, str] = field(default_factory=dict)  # column slug -> tier display name
     feature_names_: list[str] = field(default_factory=list)
-    boosters_: dict[int, xgb.Booster] = field(default_factory=dict)
-    transforms_: dict[int, TargetTransform] = field(default_factory=dict)
-    params_: dict[int, dict] = field(default_factory=dict)
-    n_rounds_: dict[int, int] = field(default_factory=dict)
+    members_: dict[int, list[Member]] = field(default_factory=dict)  # per horizon: 1 model or a blend of 2
+    boosters_: dict[int, list[xgb.Booster]] = field(default_factory=dict)  # aligned with members_
     intervals_: dict[int, ConformalInterval] = field(default_factory=dict)
     metrics_: dict = field(default_factory=dict)
     training_window_: dict = field(default_factory=dict)
@@ -69,6 +67,19 @@ class ModelBundle:
     tuned_: bool = False
     seed: int = 0
     version: str | None = None
+
+    @property
+    def transforms_(self) -> dict[int, TargetTransform]:
+        """The primary (best single) model's target transform per horizon."""
+        return {h: m[0].transform for h, m in self.members_.items()}
+
+    @property
+    def params_(self) -> dict[int, dict]:
+        return {h: m[0].params for h, m in self.members_.items()}
+
+    @property
+    def n_rounds_(self) -> dict[int, int]:
+        return {h: m[0].n_rounds for h, m in self.members_.items()}
 
     @property
     def builder(self) -> FeatureBuilder:
@@ -100,11 +111,23 @@ class ModelBundle:
 
     def predict_rows(self, X: pd.DataFrame, horizon: int) -> pd.DataFrame:
         """Forecast, lower and upper bound for feature rows ``X`` of one horizon."""
-        booster, tr = self.boosters_[horizon], self.transforms_[horizon]
-        m = booster.predict(xgb.DMatrix(X[self.feature_names_], feature_names=self.feature_names_))
-        scaled = tr.to_scaled(m, X, self.target)
-        lo, hi = self.intervals_[horizon].bounds(scaled)
-        return pd.DataFrame({"value": tr.inv(scaled), "lower": tr.inv(lo), "upper": tr.inv(hi)}, index=X.index)
+        dm = xgb.DMatrix(X[self.feature_names_], feature_names=self.feature_names_)
+        values = [m.transform.decode(b.predict(dm), X, self.target)
+                  for m, b in zip(self.members_[horizon], self.boosters_[horizon], strict=True)]
+        value = np.mean(values, axis=0)
+        scale = self.members_[horizon][0].transform  # intervals live in the primary model's scale
+        lo, hi = self.intervals_[horizon].bounds(scale.fwd(value))
+        return pd.DataFrame({"value": value, "lower": scale.inv(lo), "upper": scale.inv(hi)}, index=X.index)
+
+    def _drivers(self, X: pd.DataFrame, horizon: int, value: float, groups: list[str]) -> list[tuple[str, float]]:
+        """Feature contributions in the target's units (log models: scaled by d value / d log)."""
+        dm = xgb.DMatrix(X[self.feature_names_], feature_names=self.feature_names_)
+        total = np.zeros(len(self.feature_names_) + 1)
+        members = list(zip(self.members_[horizon], self.boosters_[horizon], strict=True))
+        for m, b in members:
+            unit = 1.0 + max(value, 0.0) if m.transform.scale == "log" else 1.0
+            total += b.predict(dm, pred_contribs=True)[0] * unit / len(members)
+        return group_contributions(total, groups, 1.0)
 
     def predict_frame(self, frame: pd.DataFrame, origins: Sequence | pd.DatetimeIndex) -> dict[int, pd.DataFrame]:
         """Vectorised forecasts for many origins: ``{h: DataFrame(value, lower, upper)}``."""
@@ -137,14 +160,10 @@ class ModelBundle:
         groups = [feature_group(f, self.target, self.exog, self.tier_names) for f in self.feature_names_]
         for h in horizons:
             row = self.predict_rows(X[h], h).iloc[0]
-            contribs = self.boosters_[h].predict(
-                xgb.DMatrix(X[h][self.feature_names_], feature_names=self.feature_names_), pred_contribs=True
-            )[0]
-            unit = 1.0 + max(float(row["value"]), 0.0) if self.transforms_[h].scale == "log" else 1.0
             out.append(HorizonForecast(
                 horizon=h, origin=origin.to_pydatetime(), target_hour=(origin + pd.Timedelta(hours=h)).to_pydatetime(),
                 value=float(row["value"]), lower=float(row["lower"]), upper=float(row["upper"]),
-                coverage=self.coverage, drivers=group_contributions(contribs, groups, unit),
+                coverage=self.coverage, drivers=self._drivers(X[h], h, float(row["value"]), groups),
             ))
         return out
 
@@ -196,11 +215,11 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
         rows = in_window & np.isfinite(yh)
         X, y = tables[h].loc[rows], yh[rows]
         ensure_rows(len(y), s.min_training_hours, f"horizon {h}")
-        sel = select(X, y, h, target, candidates(y), trials, s.seed, progress=tick)
-        n_rounds = max(10, int(sel.n_rounds * 1.15))
-        bundle.boosters_[h] = fit_final(X, y, sel.transform, target, sel.params, n_rounds, s.seed)
+        sel = select(X, y, h, target, candidates(y, X, target), trials, s.seed, progress=tick)
+        members = [Member(m.transform, m.params, max(10, int(m.n_rounds * 1.15))) for m in sel.members]
+        bundle.boosters_[h] = [fit_final(X, y, m.transform, target, m.params, m.n_rounds, s.seed) for m in members]
+        bundle.members_[h] = members
         tick(f"h{h} final fit")
-        bundle.transforms_[h], bundle.params_[h], bundle.n_rounds_[h] = sel.transform, sel.params, n_rounds
         bundle.intervals_[h] = ConformalInterval(s.interval_coverage).fit(sel.val_scaled_residuals)
         y_val, X_val = y[sel.val_positions], X.iloc[sel.val_positions]
         naive = X_val[f"{target}_same_hour_1d"].to_numpy()
@@ -210,7 +229,7 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
             "rmse": float(np.sqrt(np.nanmean(err**2))),
             "mase": float(np.nanmean(np.abs(err)) / snaive_scale) if snaive_scale > 0 else float("nan"),
             "seasonal_naive_24_mae": float(np.nanmean(np.abs(y_val - naive))),
-            "transform": sel.transform.name,
+            "transform": "+".join(m.transform.name for m in members),
             "validation_rows": int(len(y_val)),
             "validation_start": X_val.index[0].isoformat(),
         }

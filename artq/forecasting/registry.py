@@ -33,8 +33,9 @@ from artq.forecasting.features import FEATURES_VERSION, FeatureBuilder
 from artq.forecasting.intervals import ConformalInterval
 from artq.forecasting.model import ModelBundle
 from artq.forecasting.transforms import TargetTransform
+from artq.forecasting.tuning import Member
 
-FORMAT = 1
+FORMAT = 2
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
 
@@ -88,6 +89,10 @@ def _new_version_dir(app_dir: Path) -> tuple[str, Path]:
             continue
 
 
+def _artifact(horizon: int, member: int) -> str:
+    return f"h{horizon}.ubj" if member == 0 else f"h{horizon}_m{member + 1}.ubj"
+
+
 def _metadata(bundle: ModelBundle, version: str, created_at: str, sha: dict) -> dict:
     return {
         "format": FORMAT, "version": version, "created_at": created_at,
@@ -95,9 +100,9 @@ def _metadata(bundle: ModelBundle, version: str, created_at: str, sha: dict) -> 
         "features_version": FEATURES_VERSION, "feature_names": bundle.feature_names_,
         "tier_names": bundle.tier_names, "coverage": bundle.coverage, "seed": bundle.seed,
         "tuned": bundle.tuned_, "training_window": bundle.training_window_,
-        "transforms": {str(h): t.name for h, t in bundle.transforms_.items()},
-        "params": {str(h): p for h, p in bundle.params_.items()},
-        "n_rounds": {str(h): n for h, n in bundle.n_rounds_.items()},
+        "members": {str(h): [{"transform": m.transform.name, "params": m.params, "n_rounds": m.n_rounds,
+                              "file": _artifact(h, i)} for i, m in enumerate(ms)]
+                    for h, ms in bundle.members_.items()},
         "intervals": {str(h): i.as_dict() for h, i in bundle.intervals_.items()},
         "metrics": bundle.metrics_, "input_ranges": bundle.input_ranges_,
         "spike_threshold": bundle.spike_threshold_,
@@ -113,10 +118,11 @@ def save(bundle: ModelBundle, models_dir: str | os.PathLike, application: str) -
         raise ModelError("`bundle` is not trained: call train_bundle() before saving it.")
     version, path = _new_version_dir(_app_dir(models_dir, application))
     sha = {}
-    for h, booster in sorted(bundle.boosters_.items()):
-        artifact = path / f"h{h}.ubj"
-        booster.save_model(str(artifact))
-        sha[artifact.name] = _sha256(artifact)
+    for h, boosters in sorted(bundle.boosters_.items()):
+        for i, booster in enumerate(boosters):
+            artifact = path / _artifact(h, i)
+            booster.save_model(str(artifact))
+            sha[artifact.name] = _sha256(artifact)
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     meta = _metadata(bundle, version, created_at, sha)
     _write_atomic(path / "metadata.json", json.dumps(meta, indent=2, sort_keys=True))
@@ -202,17 +208,18 @@ def load(models_dir: str | os.PathLike, application: str, version: str | None = 
                          seed=int(meta["seed"]), version=version)
     bundle.feature_names_ = list(names)
     for h in range(1, bundle.horizons + 1):
-        booster = xgb.Booster()
-        booster.load_model(str(path / f"h{h}.ubj"))
-        if list(booster.feature_names or []) != names:
-            raise ModelError(
-                f"feature mismatch in model version {version}: h{h}.ubj expects features that differ from "
-                "metadata.json's feature list. Retrain the model."
-            )
-        bundle.boosters_[h] = booster
-        bundle.transforms_[h] = TargetTransform.from_name(meta["transforms"][str(h)])
-        bundle.params_[h] = meta["params"][str(h)]
-        bundle.n_rounds_[h] = int(meta["n_rounds"][str(h)])
+        members, boosters = [], []
+        for spec in meta["members"][str(h)]:
+            booster = xgb.Booster()
+            booster.load_model(str(path / spec["file"]))
+            if list(booster.feature_names or []) != names:
+                raise ModelError(
+                    f"feature mismatch in model version {version}: {spec['file']} expects features that differ "
+                    "from metadata.json's feature list. Retrain the model."
+                )
+            boosters.append(booster)
+            members.append(Member(TargetTransform.from_name(spec["transform"]), spec["params"], int(spec["n_rounds"])))
+        bundle.members_[h], bundle.boosters_[h] = members, boosters
         bundle.intervals_[h] = ConformalInterval.from_dict(meta["intervals"][str(h)])
     bundle.metrics_, bundle.training_window_ = meta["metrics"], meta["training_window"]
     bundle.input_ranges_, bundle.spike_threshold_ = meta["input_ranges"], float(meta["spike_threshold"])

@@ -2,7 +2,9 @@
 
 A transform is ``scale`` (``id`` or ``log``: log1p) plus ``base`` (what the model predicts the
 *difference* against): ``level`` (nothing: the scaled value itself), ``last`` (the value at the
-origin) or ``seasonal`` (the mean of the same hour over the last 7 days). The model learns
+origin), ``seasonal`` (the mean of the same hour over the last 7 days) or ``weekly`` (the same
+hour a week before: the model learns the deviation from seasonal-naive-168; rows without that
+hour are left out of training, and a forecast without it falls back to the 7-day mean). The model learns
 ``s(y[t0+h]) - s(base)``; the forecast is ``s⁻¹(model + s(base))``. Bases read only data at or
 before the origin (they are feature columns).
 """
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 SCALES = ("id", "log")
-BASES = ("level", "last", "seasonal")
+BASES = ("level", "last", "seasonal", "weekly")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,17 @@ class TargetTransform:
         if self.base == "last":
             return last
         seasonal = X[f"{target}_same_hour_mean_7d"].to_numpy(dtype=float)
-        return np.where(np.isnan(seasonal), last, seasonal)
+        seasonal = np.where(np.isnan(seasonal), last, seasonal)
+        if self.base == "seasonal":
+            return seasonal
+        return X[f"{target}_same_hour_7d"].to_numpy(dtype=float)
+
+    def base_for_forecast(self, X: pd.DataFrame, target: str) -> np.ndarray:
+        """Like :meth:`base_values`, with the weekly base falling back to the 7-day mean."""
+        b = self.base_values(X, target)
+        if self.base == "weekly":
+            b = np.where(np.isnan(b), TargetTransform(self.scale, "seasonal").base_values(X, target), b)
+        return b
 
     def encode(self, y: np.ndarray, X: pd.DataFrame, target: str) -> np.ndarray:
         """Model target for true values ``y`` (NaN where base or y is missing)."""
@@ -74,11 +86,14 @@ class TargetTransform:
         m = np.asarray(m, dtype=float)
         if self.base == "level":
             return m
-        return m + self.fwd(self.base_values(X, target))
+        return m + self.fwd(self.base_for_forecast(X, target))
 
 
-def candidates(y: np.ndarray) -> list[TargetTransform]:
-    """Transforms worth trying for a target: log only when it is never negative."""
+def candidates(y: np.ndarray, X: pd.DataFrame, target: str) -> list[TargetTransform]:
+    """Transforms worth trying: log only for a never-negative target, the weekly base only when
+    most rows have the same hour a week before."""
     scales = ["id", "log"] if np.nanmin(y) >= 0 else ["id"]
-    out = [TargetTransform(s, b) for s in scales for b in BASES]
-    return out
+    bases = list(BASES)
+    if X[f"{target}_same_hour_7d"].notna().mean() < 0.5:
+        bases.remove("weekly")
+    return [TargetTransform(s, b) for s in scales for b in bases]

@@ -83,10 +83,17 @@ class Trial:
 
 
 @dataclass
-class Selection:
+class Member:
+    """One model of a horizon's blend: its target transform, parameters and boosting rounds."""
+
     transform: TargetTransform
     params: dict
     n_rounds: int
+
+
+@dataclass
+class Selection:
+    members: list[Member]  # one model, or the two best transforms averaged when that validates better
     val_mae: float
     val_positions: np.ndarray
     val_pred: np.ndarray  # forecasts for the validation rows, original units
@@ -167,9 +174,11 @@ def select(X: pd.DataFrame, y: np.ndarray, horizon: int, target: str, candidates
     splits = _Splits(X, horizon)
     best: tuple | None = None
     records: list[Trial] = []
+    cand_preds = []
     for tr in candidates:
         trial, pred, res = splits.evaluate(y, tr, target, DEFAULT_PARAMS, seed)
         records.append(trial)
+        cand_preds.append(pred)
         if best is None or trial.val_mae < best[0].val_mae:
             best = (trial, pred, res, tr)
         if progress:
@@ -185,4 +194,17 @@ def select(X: pd.DataFrame, y: np.ndarray, horizon: int, target: str, candidates
         if progress:
             progress(f"h{horizon} trial")
     trial, pred, res, tr = best
-    return Selection(tr, dict(trial.params), trial.n_rounds, trial.val_mae, splits.val, pred, res, records)
+    members = [Member(tr, dict(trial.params), trial.n_rounds)]
+    # a blend of the two best transforms (each with its own early-stopped rounds), kept only
+    # when it beats the best single model on the same validation rows
+    others = [(t, p) for t, p in zip(records[: len(candidates)], cand_preds, strict=True) if t.transform != tr.name]
+    y_val = y[splits.val]
+    if others:
+        t2, p2 = min(others, key=lambda tp: tp[0].val_mae)
+        blend = (pred + p2) / 2
+        blend_mae = float(np.nanmean(np.abs(y_val - blend)))
+        if blend_mae < trial.val_mae:
+            members.append(Member(TargetTransform.from_name(t2.transform), dict(t2.params), t2.n_rounds))
+            pred = blend
+            res = tr.fwd(y_val) - tr.fwd(blend)
+    return Selection(members, float(np.nanmean(np.abs(y_val - pred))), splits.val, pred, res, records)

@@ -16,14 +16,15 @@ def models_dir(tmp_path):
 def test_registry_round_trip_predicts_the_same(bundle, small_frame, models_dir):
     info = registry.save(bundle, models_dir, "ABP")
     assert info.version == "v0001"
-    assert set(info.sha256) == {f"h{h}.ubj" for h in range(1, 7)}
+    expected = {f"h{h}.ubj" if i == 0 else f"h{h}_m{i + 1}.ubj" for h, ms in bundle.members_.items() for i in range(len(ms))}
+    assert set(info.sha256) == expected and {f"h{h}.ubj" for h in range(1, 7)} <= expected
     assert not list(Path(info.path).glob("*.pkl"))
     loaded = registry.load(models_dir, "ABP", "v0001")
     origin = small_frame.index[-30].to_pydatetime()
     for a, b in zip(bundle.predict_all(small_frame, origin), loaded.predict_all(small_frame, origin), strict=True):
         assert (a.value, a.lower, a.upper, a.drivers) == (b.value, b.lower, b.upper, b.drivers)
     meta = json.loads((Path(info.path) / "metadata.json").read_text())
-    for key in ("feature_names", "training_window", "params", "libraries", "metrics", "intervals", "sha256"):
+    for key in ("feature_names", "training_window", "members", "libraries", "metrics", "intervals", "sha256"):
         assert meta[key]
     assert meta["libraries"]["xgboost"]
     assert [v.version for v in registry.list_versions(models_dir, "ABP")] == ["v0001"]

@@ -60,7 +60,7 @@ def test_tuning_is_reproducible_with_a_seed(synth):
     X, y = _problem(synth, 2)
     a = tuning.select(X, y, 2, "art", [TargetTransform("log", "last")], 3, seed=11)
     b = tuning.select(X, y, 2, "art", [TargetTransform("log", "last")], 3, seed=11)
-    assert a.params == b.params and a.val_mae == b.val_mae
+    assert a.members == b.members and a.val_mae == b.val_mae
     assert [t.params for t in a.trials] == [t.params for t in b.trials]
     c = tuning.select(X, y, 2, "art", [TargetTransform("log", "last")], 3, seed=12)
     assert [t.params for t in a.trials[1:]] != [t.params for t in c.trials[1:]]
@@ -87,5 +87,5 @@ def test_transform_choice_follows_validation():
     cands = [TargetTransform("id", b) for b in ("level", "last", "seasonal")]
     sel = tuning.select(X[ok], y[ok], 1, "art", cands, 0, 0)
     best = min(sel.trials, key=lambda t: t.val_mae)
-    assert sel.transform.name == best.transform
-    assert sel.transform.base != "level"
+    assert sel.members[0].transform.name == best.transform
+    assert sel.members[0].transform.base != "level"

@@ -1,0 +1,189 @@
+"""artq vs skforecast, mlforecast, statsforecast MSTL and seasonal naive, side by side.
+
+    bench/.venv/bin/python bench/forecast/run.py            # everything: real data + simulator
+    bench/.venv/bin/python bench/forecast/run.py --only nab_latency,sim_seed1 --no-peers
+
+Every model is scored on identical (origin, horizon) pairs: artq's rolling-origin backtest
+decides the origins and the refit blocks, and each peer is refitted on the same blocks with the
+same training window. Results go to bench/forecast/results/ (markdown table + JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from artq.config import ForecastSettings  # noqa: E402
+from artq.forecasting.backtest import backtest_frame, backtest_origins, load_csv, refit_blocks  # noqa: E402
+from peers import PEERS  # noqa: E402
+
+DATA = Path("/work/shared/data")
+NAB = DATA / "nab-aws-cloudwatch" / "hourly"
+MS = DATA / "ms-cloud-monitoring"
+SETTINGS = ForecastSettings(training_days=90, min_training_hours=168, seed=0)
+SHORT = dict(test_hours=96, refit_every=24)  # 14-day series: 4 refits, 96 origins
+LONG = dict(test_hours=672, refit_every=168)  # long series: 4 weeks of origins, weekly refit
+
+
+def real_datasets() -> dict[str, dict]:
+    d = {
+        "ms_ecommerce_rps": dict(csv=MS / "ecommerce_api_incoming_rps_1h.csv", target="incoming_rps", exog="none", **LONG),
+        "ms_mongodb_app01": dict(csv=MS / "mongodb_application_rps_1h.csv", target="app01_rps", exog="auto", test_hours=72, refit_every=24),
+        "ms_ingress_stream01": dict(csv=MS / "data_ingress_rate_1h.csv", target="stream01_rate", exog="auto", test_hours=72, refit_every=24),
+        "ms_mongodb_machine": dict(csv=MS / "mongodb_machine_rps_1h.csv", target="machine01_rps", exog="none", **SHORT),
+        "nab_latency": dict(csv=NAB / "ec2_request_latency_system_failure_1h.csv", target="latency_mean", exog="auto", **SHORT),
+        "nab_asg_cpu": dict(csv=NAB / "cpu_utilization_asg_misconfiguration_1h.csv", target="cpu_utilization_pct_mean", exog="none", test_hours=336, refit_every=168),
+        "nab_elb_group": dict(csv=NAB / "group_2014-04-10_elb_ec2_rds_1h.csv", target="elb_8c0756_request_count_sum", exog="auto", **SHORT),
+        "nab_grok_asg": dict(csv=NAB / "grok_asg_anomaly_1h.csv", target="value_mean", exog="none", **SHORT),
+    }
+    for p in sorted(NAB.glob("*_1h.csv")):
+        name = p.name.removesuffix("_1h.csv")
+        for kind in ("ec2_cpu_utilization_", "rds_cpu_utilization_", "ec2_disk_write_bytes_", "ec2_network_in_"):
+            if name.startswith(kind):
+                target = {"ec2_disk": "disk_write_bytes_mean", "ec2_netw": "network_in_bytes_mean"}.get(name[:8], "cpu_utilization_pct_mean")
+                d[f"nab_{name.replace('_utilization', '').replace('_bytes', '')}"] = dict(csv=p, target=target, exog="none", **SHORT)
+    return d
+
+
+def simulator_frame(seed: int, days: int) -> pd.DataFrame | None:
+    try:
+        from artq.catalog import DEFAULT_TIERS, MAIN, METRICS, series_name
+        from artq.sources.simulator import SimApp, SimulatorConfig, World
+    except ImportError:
+        return None
+    end = datetime(2026, 11, 2, tzinfo=UTC)
+    start = end - pd.Timedelta(days=days)
+    world = World(SimulatorConfig(seed=seed, applications=[SimApp(name="ABP")], now=lambda: end))
+    cols = {series_name(m.key, s): world.hourly("ABP", s, m.key, start, end) for s in [MAIN, *DEFAULT_TIERS] for m in METRICS}
+    return pd.DataFrame(cols)
+
+
+def score(pred: pd.DataFrame, model: str, scale: float) -> dict:
+    maes = []
+    for h, g in pred.groupby("horizon"):
+        ok = g["actual"].notna() & g[model].notna()
+        maes.append(float(np.abs(g.loc[ok, "actual"] - g.loc[ok, model]).mean()))
+    mae = float(np.mean(maes))
+    return {"mae": mae, "mase": mae / scale if scale > 0 else None, "mae_by_h": maes}
+
+
+def run_one(name: str, frame: pd.DataFrame, target: str, test_hours: int, refit_every: int, peers: bool) -> dict:
+    exog = [c for c in frame.columns if c != target]
+    t = time.perf_counter()
+    report = backtest_frame(frame, target, exog, test_hours, refit_every, settings=SETTINGS)
+    seconds = {"artq": time.perf_counter() - t}
+    pred = report.predictions.copy()
+    origins = backtest_origins(frame.index, test_hours)
+    blocks = refit_blocks(origins, refit_every)
+    if peers:
+        for peer, fn in PEERS.items():
+            t = time.perf_counter()
+            try:
+                out = fn(frame, target, exog, blocks, SETTINGS.training_days * 24)
+                pred[peer] = [out[h].get(o, np.nan) for o, h in zip(pred["origin"], pred["horizon"], strict=True)]
+            except Exception as exc:  # a peer that fails is reported, not hidden
+                print(f"  {peer} failed on {name}: {type(exc).__name__}: {exc}", flush=True)
+                pred[peer] = np.nan
+            seconds[peer] = time.perf_counter() - t
+    models = ["artq", "seasonal_naive_24", "seasonal_naive_168", *([*PEERS] if peers else [])]
+    res = {m: score(pred, m, report.scale) for m in models}
+    d = report.as_dict()
+    res["artq"]["coverage"] = d["coverage"]
+    res["artq"]["coverage_by_h"] = [d["horizons"][str(h)]["coverage"] for h in range(1, 7)]
+    others = {m: r["mae"] for m, r in res.items() if m != "artq" and np.isfinite(r["mae"])}
+    best = min(others, key=others.get)
+    return {"dataset": name, "target": target, "exog": exog[:8] + (["..."] if len(exog) > 8 else []),
+            "rows": len(frame), "test_hours": test_hours, "refit_every": refit_every, "models": res,
+            "best_other": best, "artq_vs_best": res["artq"]["mae"] / others[best] - 1, "seconds": seconds}
+
+
+def train_speed(frame: pd.DataFrame) -> dict:
+    from artq.forecasting import train_bundle
+
+    t, c = time.perf_counter(), time.process_time()
+    train_bundle(frame, "art", ForecastSettings(training_days=365, seed=0), tune=False)
+    return {"rows": len(frame), "columns": frame.shape[1], "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c}
+
+
+def markdown(results: list[dict], speed: dict | None, meta: dict) -> str:
+    models = list(results[0]["models"])
+    short = {"artq": "artq", "seasonal_naive_24": "snaive24", "seasonal_naive_168": "snaive168",
+             "skforecast_direct": "skforecast", "mlforecast_direct": "mlforecast", "statsforecast_mstl": "MSTL"}
+    lines = [f"Run {meta['started']} on {meta['host']}: `{meta['command']}`", "",
+             "Mean MAE over horizons 1..6 (lower is better); **bold** = best; artq coverage of its 80 % interval.", "",
+             "| dataset | rows | origins | " + " | ".join(short[m] for m in models) + " | artq vs best other | artq coverage |",
+             "|---|---:|---:|" + "---:|" * len(models) + "---:|---:|"]
+    for r in results:
+        maes = {m: r["models"][m]["mae"] for m in models}
+        best = min((v for v in maes.values() if np.isfinite(v)), default=np.nan)
+        cells = [(f"**{v:.4g}**" if v == best else f"{v:.4g}") if np.isfinite(v) else "fail" for v in maes.values()]
+        lines.append(f"| {r['dataset']} | {r['rows']} | {r['test_hours']} | " + " | ".join(cells)
+                     + f" | {r['artq_vs_best']:+.1%} ({short[r['best_other']]}) | {r['models']['artq']['coverage']:.1%} |")
+    rel = np.array([r["artq_vs_best"] for r in results])
+    cov = np.array([r["models"]["artq"]["coverage"] for r in results])
+    gm = float(np.exp(np.mean(np.log1p(rel)))) - 1
+    lines += ["", f"- artq vs the best other model per dataset: geometric mean {gm:+.1%}; artq better on "
+              f"{int((rel < 0).sum())}/{len(rel)} datasets, at least 10 % better on {int((rel <= -0.1).sum())}/{len(rel)}.",
+              f"- artq interval coverage (nominal 80 %): mean {cov.mean():.1%}, range {cov.min():.1%}..{cov.max():.1%}; "
+              f"within 5 points on {int((np.abs(cov - 0.8) <= 0.05).sum())}/{len(cov)} datasets."]
+    if speed:
+        lines.append(f"- Training six models on a year of simulated hourly data ({speed['rows']} rows x {speed['columns']} "
+                     f"columns, no tuning): {speed['wall_s']:.1f} s wall, {speed['cpu_s']:.1f} s CPU.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="", help="comma-separated dataset names")
+    ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--sim-seeds", default="1,2,3")
+    ap.add_argument("--sim-days", type=int, default=120)
+    ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    a = ap.parse_args()
+    only = {s for s in a.only.split(",") if s}
+    meta = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "host": "2-core bench machine",
+            "command": "bench/.venv/bin/python bench/forecast/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+    jobs = []
+    for name, spec in real_datasets().items():
+        if not only or name in only:
+            jobs.append((name, lambda s=spec: load_csv(s["csv"], s["target"], s["exog"]), spec["target"], spec["test_hours"], spec["refit_every"]))
+    for seed in [int(s) for s in a.sim_seeds.split(",") if s]:
+        name = f"sim_seed{seed}"
+        if not only or name in only:
+            jobs.append((name, lambda s=seed: simulator_frame(s, a.sim_days), "art", 336, 168))
+    results = []
+    for name, load, target, test_hours, refit_every in jobs:
+        frame = load()
+        if frame is None:
+            print(f"{name}: simulator not available, skipped", flush=True)
+            continue
+        r = run_one(name, frame, target, test_hours, refit_every, not a.no_peers)
+        results.append(r)
+        print(f"{name}: " + ", ".join(f"{m} {v['mae']:.4g}" for m, v in r["models"].items())
+              + f" | artq vs best {r['artq_vs_best']:+.1%} | cov {r['models']['artq']['coverage']:.1%}"
+              + f" | {', '.join(f'{k} {v:.0f}s' for k, v in r['seconds'].items())}", flush=True)
+    speed = None
+    if not a.no_speed:
+        year = simulator_frame(7, 365)
+        speed = train_speed(year) if year is not None else None
+        print(f"speed: {speed}", flush=True)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "speed": speed, "results": results}, indent=1, default=float))
+    (out / "results.md").write_text(markdown(results, speed, meta))
+    print(markdown(results, speed, meta))
+
+
+if __name__ == "__main__":
+    main()
