@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from artq.config import Settings
 from artq.dashboard.alerts import Point, evaluate_alerts, rule_for
+from artq.dashboard.labels import label_drivers
 from artq.dashboard.bands import HISTORY_DAYS, PERIODS, bands_for, load_actual_art
 from artq.dashboard.notify import notify_pending
 from artq.storage import repository as repo
@@ -60,13 +61,14 @@ def refresh_dashboard(session: Session, settings: Settings, application: str, or
 
     history = load_actual_art(session, application, origin - timedelta(days=HISTORY_DAYS), origin)
     rule = rule_for(settings, application)
+    tiers = settings.application(application).tiers
     points = []
     band_rows = []
     for f in latest:
         target = as_utc(f.target_hour)
         bands = bands_for(history, origin, target)
         threshold = rule.threshold(bands)
-        points.append(Point(f.horizon, target, f.value, f.upper, threshold, f.drivers or []))
+        points.append(Point(f.horizon, target, f.value, f.upper, threshold, label_drivers(f.drivers, tiers)))
         for period in PERIODS:
             b = bands[period]
             band_rows.append(dict(
@@ -75,7 +77,7 @@ def refresh_dashboard(session: Session, settings: Settings, application: str, or
                 p99=b.p99, band_position=b.position(f.value), alert_threshold=threshold, updated_at=now,
             ))
     upsert(session, DashboardPercentileBand.__table__, band_rows, keys=("application", "horizon", "period"))
-    drivers = _refresh_drivers(session, application, origin, latest, now)
+    drivers = _refresh_drivers(session, application, origin, latest, tiers, now)
 
     actual = history.get(origin)
     actual_threshold = rule.threshold(bands_for(history, origin, origin))
@@ -135,14 +137,15 @@ def _refresh_accuracy(session: Session, application: str, origin: datetime, pair
     return len(rows)
 
 
-def _refresh_drivers(session: Session, application: str, origin: datetime, latest: list[Forecast], now: datetime) -> int:
+def _refresh_drivers(session: Session, application: str, origin: datetime, latest: list[Forecast], tiers: list[str],
+                     now: datetime) -> int:
     """Replace the application's driver rows with those of the latest forecast (counts vary per horizon)."""
     if not latest:
         return 0
     session.execute(delete(DashboardForecastDriver).where(DashboardForecastDriver.application == application))
     rows = []
     for f in latest:
-        for rank, item in enumerate((f.drivers or [])[:TOP_DRIVERS], start=1):
+        for rank, item in enumerate(label_drivers(f.drivers, tiers)[:TOP_DRIVERS], start=1):
             name, contribution = str(item[0])[:255], float(item[1])
             rows.append(dict(application=application, horizon=f.horizon, driver_rank=rank, origin=origin,
                              target_hour=as_utc(f.target_hour), driver=name, contribution=round(contribution, 3),

@@ -1,0 +1,141 @@
+"""What the web dashboard shows, read from the dashboard tables (and the run and alert history).
+
+Plain functions of a session returning JSON-ready dicts: the HTTP layer (``server.py``) only
+routes and serialises, so these can be tested without a server. Times are ISO 8601 UTC strings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from artq.config import Settings
+from artq.dashboard.alerts import KIND, rule_for
+from artq.dashboard.bands import load_actual_art
+from artq.dashboard.labels import label_drivers
+from artq.errors import InputError
+from artq.storage.models import (
+    Alert,
+    DashboardAccuracy,
+    DashboardActiveAlert,
+    DashboardForecastActual,
+    DashboardLatestForecast,
+    DashboardPercentileBand,
+    Forecast,
+    PipelineRun,
+)
+from artq.timeutil import as_utc
+
+MAX_HOURS = 24 * 30
+RUNS_SHOWN = 12
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else as_utc(t).isoformat().replace("+00:00", "Z")
+
+
+def _r(v: float | None, nd: int = 1) -> float | None:
+    return None if v is None else round(float(v), nd)
+
+
+def applications(session: Session, settings: Settings) -> list[dict[str, Any]]:
+    """The configured applications with their latest cycle and open-alert count, for the picker."""
+    out = []
+    for app in settings.applications:
+        run = session.scalar(select(PipelineRun).where(PipelineRun.application == app.name)
+                             .order_by(PipelineRun.origin.desc()).limit(1))
+        open_alerts = session.scalars(select(DashboardActiveAlert.id).where(DashboardActiveAlert.application == app.name)).all()
+        out.append({"name": app.name, "last_origin": _iso(run.origin) if run else None,
+                    "last_status": run.status if run else None, "open_alerts": len(open_alerts)})
+    return out
+
+
+def application_view(session: Session, settings: Settings, name: str, hours: int = 72) -> dict[str, Any]:
+    """Everything the page shows for one application."""
+    settings.application(name)  # ConfigError with the known names for an unknown one
+    if not 1 <= hours <= MAX_HOURS:
+        raise InputError(f"`hours` must be in 1..{MAX_HOURS}. Got {hours}.")
+    latest = list(session.scalars(select(DashboardLatestForecast).where(DashboardLatestForecast.application == name)
+                                  .order_by(DashboardLatestForecast.horizon)))
+    origin = max((as_utc(f.origin) for f in latest), default=None)
+    runs = list(session.scalars(select(PipelineRun).where(PipelineRun.application == name)
+                                .order_by(PipelineRun.origin.desc()).limit(RUNS_SHOWN)))
+    end = origin or (as_utc(runs[0].origin) if runs else None)
+    actual = []
+    if end is not None:
+        history = load_actual_art(session, name, end - timedelta(hours=hours - 1), end)
+        actual = [[_iso(h), _r(v)] for h, v in sorted(history.items())]
+    rule = rule_for(settings, name)
+    return {
+        "application": name,
+        "origin": _iso(origin),
+        "rule": rule.describe() if rule.enabled else "alerts disabled",
+        "actual": actual,
+        "forecast": _forecast(session, name, latest, settings.application(name).tiers),
+        "past_forecast": _past_forecast(session, name, end, hours),
+        "accuracy": _accuracy(session, name),
+        "alerts": _alerts(session, name),
+        "runs": [_run(r) for r in runs],
+    }
+
+
+def _forecast(session: Session, name: str, latest: list[DashboardLatestForecast], tiers: list[str]) -> list[dict[str, Any]]:
+    bands: dict[int, dict[str, Any]] = {}
+    for b in session.scalars(select(DashboardPercentileBand).where(DashboardPercentileBand.application == name)):
+        row = bands.setdefault(b.horizon, {"threshold": _r(b.alert_threshold), "bands": {}})
+        row["bands"][b.period] = {"n_hours": b.n_hours, "p60": _r(b.p60), "p75": _r(b.p75), "p90": _r(b.p90),
+                                  "p99": _r(b.p99), "position": b.band_position}
+    drivers: dict[tuple[int, datetime], list] = {}
+    if latest:
+        # the drivers live with the forecast row itself; read them for exactly the displayed origin per horizon
+        for f in session.scalars(select(Forecast).where(Forecast.application == name,
+                                                        Forecast.origin.in_(sorted({as_utc(x.origin) for x in latest})))):
+            drivers[(f.horizon, as_utc(f.origin))] = [[n, _r(c)] for n, c in label_drivers(f.drivers, tiers)[:3]]
+    return [
+        {"horizon": f.horizon, "origin": _iso(f.origin), "target_hour": _iso(f.target_hour), "value": _r(f.value),
+         "lower": _r(f.lower), "upper": _r(f.upper), "model_version": f.model_version,
+         "threshold": bands.get(f.horizon, {}).get("threshold"), "bands": bands.get(f.horizon, {}).get("bands", {}),
+         "drivers": drivers.get((f.horizon, as_utc(f.origin)), [])}
+        for f in latest
+    ]
+
+
+def _past_forecast(session: Session, name: str, end: datetime | None, hours: int) -> list[list[Any]]:
+    """The one-hour-ahead forecasts of the window: how the model tracked the actuals."""
+    if end is None:
+        return []
+    rows = session.scalars(select(DashboardForecastActual).where(
+        DashboardForecastActual.application == name, DashboardForecastActual.horizon == 1,
+        DashboardForecastActual.target_hour > end - timedelta(hours=hours), DashboardForecastActual.target_hour <= end,
+    ).order_by(DashboardForecastActual.target_hour))
+    return [[_iso(r.target_hour), _r(r.forecast), _r(r.lower), _r(r.upper)] for r in rows]
+
+
+def _accuracy(session: Session, name: str) -> list[dict[str, Any]]:
+    rows = session.scalars(select(DashboardAccuracy).where(DashboardAccuracy.application == name)
+                           .order_by(DashboardAccuracy.horizon, DashboardAccuracy.period))
+    return [{"period": r.period, "horizon": r.horizon, "n": r.n, "mae": _r(r.mae), "mape": _r(r.mape, 4),
+             "bias": _r(r.bias), "coverage": _r(r.coverage, 3), "nominal_coverage": _r(r.nominal_coverage, 3)}
+            for r in rows]
+
+
+def _alerts(session: Session, name: str) -> list[dict[str, Any]]:
+    """Open alerts first, then the most recent resolved ones."""
+    rows = session.scalars(select(Alert).where(Alert.application == name)
+                           .order_by(Alert.opened_at.desc(), Alert.id.desc()).limit(8))
+    out = [{"key": a.key, "kind": a.kind, "status": a.status, "severity": a.severity, "opened_at": _iso(a.opened_at),
+            "resolved_at": _iso(a.resolved_at), "horizon": a.horizon, "target_hour": _iso(a.target_hour),
+            "lead_hours": a.lead_hours, "predicted": _r(a.predicted), "threshold": _r(a.threshold),
+            "message": a.message, "notified": a.notified_at is not None,
+            "notify_error": a.notify_error if a.kind == KIND else None} for a in rows]
+    return sorted(out, key=lambda a: a["status"] != "open")
+
+
+def _run(r: PipelineRun) -> dict[str, Any]:
+    return {"origin": _iso(r.origin), "status": r.status, "trigger": r.trigger, "attempts": r.attempts,
+            "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at), "fetch_s": _r(r.fetch_s, 2),
+            "predict_s": _r(r.predict_s, 2), "refresh_s": _r(r.refresh_s, 2), "model_version": r.model_version,
+            "error": (r.error or "")[:300] or None}
