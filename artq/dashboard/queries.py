@@ -30,7 +30,7 @@ from artq.storage.models import (
 from artq.timeutil import as_utc
 
 MAX_HOURS = 24 * 30
-RUNS_SHOWN = 12
+RUNS_SHOWN = 8
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -84,6 +84,7 @@
   function render(v) {
     lastView = v;
     document.title = "artq · " + v.application;
+    $("app-name").textContent = v.application + " · ";
     $("clock").textContent = "All times UTC" + (v.origin ? " · data up to " + dayHour(v.origin) + "–" + pad((new Date(v.origin).getUTCHours() + 1) % 24) + ":00" : "");
     renderCards(v);
     renderChart(v);
