@@ -3,7 +3,7 @@
 Importing the package builds the app from artq's settings and registers the tasks.
 """
 
-import workers.tasks  # noqa: E402,F401  (registers the tasks on the app)
+import workers.tasks  # noqa: F401  (registers the tasks on the app)
 from workers.app import app
 
 __all__ = ["app"]

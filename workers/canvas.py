@@ -1,31 +1,130 @@
-"""The hourly cycle as a Celery canvas: chain(fetch, chord(group(predict(h) for h in 1..6), refresh))."""
+"""The hourly cycle as a Celery canvas: chain(fetch, chord(group(predict(h) for h in 1..6), refresh)).
+
+``start_cycle`` is the one door into a cycle: it takes the (application, origin) lock, opens the
+run row and sends the canvas; a second trigger of a cycle in flight is refused with
+:class:`CycleAlreadyRunning`.
+"""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from celery import chain, chord, group
 from celery.result import AsyncResult
 
-from artq.pipeline.steps import HORIZONS, begin_run
-from artq.timeutil import last_complete_hour
+from artq.pipeline.steps import HORIZONS, begin_run, run_status
+from artq.storage import repository as repo
+from artq.timeutil import as_utc, last_complete_hour, parse_hour
+from workers.lock import CycleAlreadyRunning, CycleLock
 from workers.runtime import get_runtime
 from workers.tasks import fetch, predict, refresh
 
+logger = logging.getLogger(__name__)
+DONE = ("succeeded", "partial")
 
-def cycle_signature(application: str, origin: str):
+
+def cycle_signature(application: str, origin: str, lock: str | None = None):
     return chain(
-        fetch.si(application, origin),
-        chord(group(predict.s(horizon=h) for h in HORIZONS), refresh.s(application, origin)),
+        fetch.si(application, origin, lock=lock),
+        chord(group(predict.s(horizon=h) for h in HORIZONS), refresh.s(application, origin, lock=lock)),
     )
 
 
-def start_cycle(application: str, origin: str | datetime | None = None, trigger: str = "cli") -> AsyncResult:
-    """Record the run, then send the canvas; returns the result of the chord callback."""
-    t0 = origin if isinstance(origin, datetime) else None
-    iso = (t0 or (datetime.fromisoformat(origin) if origin else last_complete_hour())).isoformat()
-    begin_run(get_runtime(), application, iso, trigger)
-    return cycle_signature(application, iso).apply_async()
+def _iso(origin: str | datetime | None) -> str:
+    if origin is None:
+        return last_complete_hour().isoformat()
+    return (as_utc(origin) if isinstance(origin, datetime) else parse_hour(origin, name="origin")).isoformat()
+
+
+def cycle_lock() -> CycleLock:
+    settings = get_runtime().settings
+    from workers.app import app
+
+    broker = None if app.conf.task_always_eager else (app.conf.broker_url or settings.celery.broker_url)
+    return CycleLock(broker, settings.operations.cycle_lock_s)
+
+
+def release_lock(application: str, origin: str, token: str | None) -> None:
+    if not token:
+        return
+    try:
+        cycle_lock().release(application, _iso(origin), token)
+    except Exception as exc:  # noqa: BLE001 - it expires on its own
+        logger.warning("could not release the cycle lock of %s %s: %s", application, origin, exc)
+
+
+def start_cycle(application: str, origin: str | datetime | None = None, trigger: str = "cli",
+                force: bool = False) -> AsyncResult:
+    """Lock (application, origin), record the run, then send the canvas; returns the chord callback's result.
+
+    Raises :class:`CycleAlreadyRunning` if the cycle is in flight (``force``: the reconciler,
+    re-running a cycle it found stuck, takes the lock regardless).
+    """
+    rt = get_runtime()
+    rt.settings.application(application)
+    iso = _iso(origin)
+    lock = cycle_lock()
+    token = lock.acquire(application, iso, force=force)
+    if token is None:
+        raise CycleAlreadyRunning(
+            f"the cycle of {application} for origin {iso} is running already (trigger {trigger!r} ignored); "
+            f"see `artq status --app {application}`."
+        )
+    if not force and _in_flight(rt, application, iso):  # the lock was lost (Redis restarted) but the run is live
+        lock.release(application, iso, token)
+        raise CycleAlreadyRunning(
+            f"the cycle of {application} for origin {iso} started less than "
+            f"{rt.settings.operations.cycle_lock_s} s ago and is still running (trigger {trigger!r} ignored)."
+        )
+    try:
+        begin_run(rt, application, iso, trigger)
+        result = cycle_signature(application, iso, lock=token).apply_async()
+    except BaseException:
+        lock.release(application, iso, token)
+        raise
+    return result
+
+
+def _in_flight(rt, application: str, iso: str) -> bool:
+    from artq.timeutil import utcnow
+
+    with rt.db.session() as s:
+        run = repo.get_run(s, application, parse_hour(iso, name="origin"))
+        if run is None or run.status != "running":
+            return False
+        return (utcnow() - as_utc(run.started_at)).total_seconds() < rt.settings.operations.cycle_lock_s
+
+
+def restart_cycle(application: str, origin: datetime, trigger: str = "reconciler") -> str:
+    """The reconciler's way to start a cycle through the broker; returns the callback's task id.
+
+    A stuck cycle (trigger ``reconciler``) is re-run even though its lock may still be held; a
+    catch-up respects the lock like any other trigger.
+    """
+    return start_cycle(application, origin, trigger=trigger, force=trigger == "reconciler").id
+
+
+def dispatch_cycles(origin: str | datetime | None = None, trigger: str = "beat") -> dict:
+    """Start the cycle of every configured application for ``origin``; skip those done or in flight.
+
+    A duplicate trigger (beat firing twice, a redelivered dispatch) therefore starts nothing new.
+    """
+    rt = get_runtime()
+    iso = _iso(origin)
+    started, done, running = [], [], []
+    for app in rt.settings.applications:
+        if run_status(rt, app.name, iso) in DONE:
+            done.append(app.name)
+            continue
+        try:
+            start_cycle(app.name, iso, trigger=trigger)
+            started.append(app.name)
+        except CycleAlreadyRunning:
+            running.append(app.name)
+    if running:
+        logger.info("dispatch %s: %d cycles already in flight: %s", iso, len(running), ", ".join(running[:20]))
+    return {"origin": iso, "started": len(started), "already_done": len(done), "in_flight": len(running)}
 
 
 def run_cycle(runtime, application: str, origin: datetime | None = None, *, use_broker: bool = False,
