@@ -171,6 +171,54 @@ def _check_alert_fields(obj: Any, where: str) -> None:
 
 
 @dataclass
+class OperationsSettings:
+    """How the cycle is run and watched in production (see workers/ and artq/pipeline/reconcile.py).
+
+    - ``freshness_minute``: by this minute past the hour every application must have a completed
+      cycle for the last complete hour, or a ``freshness`` alert opens.
+    - ``stuck_after_s``: a run still ``running`` this long after it started is stuck (a chord
+      that lost its callback, a worker that died): the reconciler completes or re-runs it.
+    - ``max_attempts``: re-runs the reconciler may start; after that it closes the run with
+      whatever forecasts exist and the reason.
+    - ``cycle_lock_s``: lifetime of the per-(application, origin) lock that turns a second
+      trigger of an in-flight cycle away (released when the cycle finishes).
+    - ``visibility_timeout_s`` and ``lease_renew_s``: a worker renews the broker lease of every
+      message it holds each ``lease_renew_s``; a message whose lease is older than
+      ``visibility_timeout_s`` (its worker died) goes back to its queue. 0 turns renewal off;
+      the visibility timeout must then exceed the longest task (training).
+    - ``catch_up_missed``: after an outage, also forecast the origins that were missed (at most
+      ``catch_up_max_hours``), not only the latest.
+    - ``fleet_batch_size``: applications per batched cycle when a fleet is dispatched.
+    """
+
+    freshness_minute: int = 20
+    stuck_after_s: int = 900
+    max_attempts: int = 3
+    reconcile_every_s: int = 300
+    cycle_lock_s: int = 900
+    visibility_timeout_s: int = 60
+    lease_renew_s: int = 5
+    catch_up_missed: bool = False
+    catch_up_max_hours: int = 24
+    fleet_batch_size: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.freshness_minute <= 59:
+            raise ConfigError(f"`operations.freshness_minute` must be in 0..59. Got {self.freshness_minute}.")
+        for name in ("stuck_after_s", "reconcile_every_s", "cycle_lock_s", "visibility_timeout_s", "max_attempts",
+                     "catch_up_max_hours", "fleet_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"`operations.{name}` must be at least 1. Got {getattr(self, name)}.")
+        if self.lease_renew_s < 0:
+            raise ConfigError(f"`operations.lease_renew_s` must not be negative. Got {self.lease_renew_s}.")
+        if self.lease_renew_s and self.visibility_timeout_s < 3 * self.lease_renew_s:
+            raise ConfigError(
+                "`operations.visibility_timeout_s` must be at least 3 x `operations.lease_renew_s`, or a live "
+                f"worker's task could be delivered twice. Got {self.visibility_timeout_s} and {self.lease_renew_s}."
+            )
+
+
+@dataclass
 class Settings:
     database_url: str = ""
     models_dir: str = ""
@@ -182,6 +230,7 @@ class Settings:
     celery: CelerySettings = field(default_factory=CelerySettings)
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    operations: OperationsSettings = field(default_factory=OperationsSettings)
     backfill_days: int = 30  # history `artq demo` and a first fetch pull
     config_path: str | None = None  # where these settings came from (None: defaults)
 
