@@ -13,6 +13,7 @@ def simulator(
     host: Annotated[str, typer.Option("--host", help="Address to bind; keep loopback unless others must reach it.")] = "127.0.0.1",
     seed: Annotated[Optional[int], typer.Option("--seed", help="World seed (default: simulator.seed in the config).")] = None,
     fleet: Annotated[int, typer.Option("--fleet", min=0, help="Also serve N generated applications APP0001.. (fleet tests).")] = 0,
+    faults: Annotated[str, typer.Option("--faults", help="Inject faults, e.g. 'error_rate=0.1;latency_s=0.5' (see the simulator README).")] = "",
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Path to artq.yml.")] = None,
 ) -> None:
     """Serve the simulated AppDynamics Controller over HTTP until Ctrl-C.
@@ -23,12 +24,14 @@ def simulator(
     Example: artq simulator --port 8090 --seed 7
     """
     from artq.config import load_settings
-    from artq.sources.simulator import SimulatorConfig, fleet_apps, serve
+    from artq.sources.simulator import Faults, SimulatorConfig, fleet_apps, serve
 
     settings = load_settings(config)
     if seed is not None:
         settings.simulator.seed = seed
     cfg = SimulatorConfig.from_settings(settings)
+    if faults:
+        cfg.faults = Faults.parse(faults)
     if fleet:
         cfg.applications = list(cfg.applications) + fleet_apps(fleet)
     typer.echo(f"simulated AppDynamics controller on http://{host}:{port} (seed {cfg.seed}, {len(cfg.applications)} applications); Ctrl-C stops")

@@ -194,7 +194,12 @@ class AppDynamicsClient:
         for window in self._windows(hours):
             for path in WILDCARD_PATHS:
                 body = self._metric_data(application, path, window)
-                series.extend(parse_metric_data(body, window, servers))
+                try:
+                    series.extend(parse_metric_data(body, window, servers))
+                except InvalidResponse as exc:  # say which request, when the body could not
+                    if path in str(exc) or "|" in str(exc):
+                        raise
+                    raise InvalidResponse(f"{exc} (request for `{path}` of {application!r})") from None
         values, missing = hourly_values(series, servers, hours)
         return FetchResult(values, missing, self._calls() - calls_before)
 

@@ -8,8 +8,6 @@ import sys
 
 import sqlalchemy as sa
 
-from tests.conftest import ROOT
-
 
 def _demo(home) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARTQ_")}
