@@ -14,7 +14,7 @@ from artq.pipeline.ingest import backfill
 from artq.pipeline.runtime import is_transient
 from artq.pipeline.steps import begin_run, record_failure
 from artq.sources.simulator import Faults
-from artq.storage import migrate, open_database
+from artq.storage import migrate
 from artq.storage.models import Observation, PipelineRun, SourceGap
 from artq.timeutil import last_complete_hour
 from tests.conftest import make_settings
