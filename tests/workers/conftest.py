@@ -107,7 +107,11 @@ DONE = ("succeeded", "partial", "failed")
 @pytest.fixture(scope="session")
 def session_simulator():
     """The simulator for the whole session (its world is deterministic: every test sees the same data)."""
-    from artq.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ApplicationSettings
+    from artq.config import (
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        ApplicationSettings,
+    )
     from artq.sources.simulator import SimApp, SimulatorConfig, start_simulator
 
     cfg = SimulatorConfig(seed=7, applications=[SimApp(name="ABP", tiers=list(ApplicationSettings(name="ABP").tiers))],
@@ -132,7 +136,12 @@ def trained_template(tmp_path_factory, session_simulator):
     import sqlalchemy as sa
 
     from artq.storage import migrate
-    from tests.conftest import MARIADB_ADMIN_URL, backfill_and_train, make_settings, service_missing
+    from tests.conftest import (
+        MARIADB_ADMIN_URL,
+        backfill_and_train,
+        make_settings,
+        service_missing,
+    )
 
     name = f"artq_tmpl_{secrets.token_hex(4)}"
     admin = _admin()
@@ -311,3 +320,27 @@ def cycle_env(tmp_path, trained_template, redis_db, session_simulator):
     finally:
         env.close()
         drop_database(name)
+
+
+@pytest.fixture
+def start_beat(tmp_path):
+    """Factory: ``start_beat(config_path)`` → a running ``celery -A workers beat`` process."""
+    procs: list[subprocess.Popen] = []
+
+    def _start(config_path: str) -> Path:
+        log = tmp_path / "beat.log"
+        cmd = [sys.executable, "-m", "celery", "-A", "workers", "beat", "-s", str(tmp_path / "beat-schedule"),
+               "--loglevel", "INFO"]
+        env = {**os.environ, "ARTQ_CONFIG": config_path, "PYTHONUNBUFFERED": "1"}
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+        return log
+
+    yield _start
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)

@@ -20,7 +20,7 @@ from pathlib import Path
 from celery import current_task
 from celery.exceptions import Ignore
 
-import workers.tasks as tasks
+from workers import tasks
 
 MARK_DIR = os.environ.get("ARTQ_TEST_MARK_DIR")
 PREDICT_DELAY_S = float(os.environ.get("ARTQ_TEST_PREDICT_DELAY_S") or 0)
