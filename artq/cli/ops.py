@@ -1,0 +1,91 @@
+"""Operations commands: reconcile stuck or missed cycles, look at the worker fleet."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from artq.cli.core import ConfigOpt, _runtime, _settings, console
+from artq.errors import ConfigError
+
+
+def reconcile(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Finish or re-run stuck cycles, open freshness alerts, start cycles missed while beat was down.
+
+    Beat runs the same check every `operations.reconcile_every_s` seconds; this runs it now. With a
+    broker configured, re-runs go to the workers; without one, they run in this process.
+
+    Example: artq reconcile --config artq.yml
+    """
+    from artq.pipeline.reconcile import reconcile as run_reconcile
+    from workers.app import app, configure, make_eager
+    from workers.runtime import set_runtime
+
+    settings = _settings(config)
+    rt = _runtime(settings)
+    set_runtime(rt)
+    if settings.embedded:
+        make_eager(app)
+    else:
+        configure(app, settings)
+
+    def restart(application, origin, trigger):
+        from workers.canvas import start_cycle
+
+        return start_cycle(application, origin, trigger=trigger, force=trigger == "reconciler").id
+
+    try:
+        report = run_reconcile(rt, restart=restart)
+    finally:
+        rt.close()
+        set_runtime(None)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    fresh = report["freshness"]
+    for key in ("completed", "restarted", "gave_up", "started", "errors"):
+        console.print(f"{key.replace('_', ' ')}: {len(report[key])}" + (f"  {', '.join(report[key][:10])}" if report[key] else ""))
+    console.print(f"freshness alerts opened: {len(fresh['opened'])}, resolved: {len(fresh['resolved'])}")
+
+
+def workers(
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the workers' replies.")] = 2.0,
+    config: ConfigOpt = None,
+) -> None:
+    """List the live workers: the queues each consumes, tasks running and reserved.
+
+    Example: artq workers --config artq.yml --timeout 5
+    """
+    from workers.app import app, configure
+
+    settings = _settings(config)
+    if settings.embedded:
+        raise ConfigError("no broker configured (`celery.broker_url` / ARTQ_BROKER_URL): the cycle runs in-process, "
+                          "there are no workers to list.")
+    configure(app, settings)
+    inspect = app.control.inspect(timeout=timeout)
+    pings = inspect.ping() or {}
+    queues = inspect.active_queues() or {}
+    active = inspect.active() or {}
+    reserved = inspect.reserved() or {}
+    if not pings:
+        console.print("no worker answered; start one with `celery -A workers worker -Q fetch,predict,refresh,train`")
+        raise typer.Exit(1)
+    table = Table(title=f"{len(pings)} live worker(s)")
+    for col in ("worker", "queues", "running", "reserved"):
+        table.add_column(col)
+    for name in sorted(pings):
+        table.add_row(name, ",".join(sorted(q["name"] for q in queues.get(name, []))),
+                      ", ".join(t["name"] for t in active.get(name, [])) or "-", str(len(reserved.get(name, []))))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reconcile")(reconcile)
+    app.command("workers")(workers)
