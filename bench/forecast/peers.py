@@ -21,8 +21,9 @@ import pandas as pd
 
 H = 6
 LAGS = list(range(1, 25)) + [168]
+# one thread each, like artq on a busy host (OpenMP threads on a loaded 2-core machine are 15x slower)
 XGB = dict(n_estimators=300, max_depth=5, learning_rate=0.06, subsample=0.8, colsample_bytree=0.7,
-           tree_method="hist", max_bin=64, n_jobs=2, random_state=0, verbosity=0)
+           tree_method="hist", max_bin=64, n_jobs=1, random_state=0, verbosity=0)
 
 
 def _past_filled(y: pd.Series) -> pd.Series:
@@ -55,7 +56,7 @@ def skforecast_direct(frame, target, exog, blocks, training_hours) -> dict[int, 
         y = _past_filled(y_all.loc[: block[0]].iloc[-training_hours:])
         y.index.freq = "h"
         tr = FunctionTransformer(np.log1p, np.expm1) if _log_ok(y) else None
-        f = ForecasterDirect(XGBRegressor(**XGB), steps=H, lags=LAGS, transformer_y=tr)
+        f = ForecasterDirect(XGBRegressor(**XGB), steps=H, lags=LAGS, transformer_y=tr, n_jobs=1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             f.fit(y, exog=X_all.loc[y.index])
