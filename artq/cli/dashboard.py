@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,7 +12,7 @@ import typer
 def dashboard(
     host: Annotated[str, typer.Option("--host", help="Address to bind; keep loopback unless analysts reach it over the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port (0: any free port).")] = 8050,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Path to artq.yml (default: $ARTQ_CONFIG, ./artq.yml, or the embedded defaults).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Path to artq.yml (default: $ARTQ_CONFIG, ./artq.yml, or the embedded defaults).")] = None,
 ) -> None:
     """Serve the dashboard page and its JSON API until Ctrl-C.
 

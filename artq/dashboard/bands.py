@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 import numpy as np
 from sqlalchemy import select
@@ -50,7 +51,7 @@ class Band:
         edges = [("p60", self.p60), ("p75", self.p75), ("p90", self.p90), ("p99", self.p99)]
         if value < edges[0][1]:
             return "<p60"
-        for (lo, _), (hi, hv) in zip(edges, edges[1:], strict=False):
+        for (lo, _), (hi, hv) in pairwise(edges):
             if value < hv:
                 return f"{lo}-{hi}"
         return ">p99"

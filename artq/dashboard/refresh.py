@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from artq.config import Settings
 from artq.dashboard.alerts import Point, evaluate_alerts, rule_for
-from artq.dashboard.labels import label_drivers
 from artq.dashboard.bands import HISTORY_DAYS, PERIODS, bands_for, load_actual_art
+from artq.dashboard.labels import label_drivers
 from artq.dashboard.notify import notify_pending
 from artq.storage import repository as repo
 from artq.storage.db import upsert

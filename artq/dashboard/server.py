@@ -56,7 +56,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "artq-dashboard"
     sys_version = ""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         parts = urlsplit(self.path)
         path = parts.path
         try:
@@ -110,7 +110,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), format % args)
 
 

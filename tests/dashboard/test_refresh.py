@@ -93,3 +93,13 @@ def test_drivers_are_ranked_per_horizon_with_direction(filled):
                          .order_by(DashboardForecastDriver.driver_rank)).all()
     assert [(r.driver_rank, r.driver, r.direction) for r in rows] == [
         (1, "ABPServer3 load", "up"), (2, "calendar", "down"), (3, "ABPServer1 errors", "up")]
+
+
+def test_driver_slugs_are_shown_with_the_configured_tier_names():
+    from artq.dashboard.labels import driver_label
+
+    tiers = ["ABPServer3", "CollectionServer"]
+    assert driver_label("abpserver3 load", tiers) == "ABPServer3 load"
+    assert driver_label("collectionserver response time", tiers) == "CollectionServer response time"
+    assert driver_label("ART history", tiers) == "ART history"
+    assert driver_label("main slow calls", tiers) == "main slow calls"
