@@ -208,3 +208,22 @@ def test_override_inherits_unset_keys(tmp_path):
     path.write_text("alerts: {band_factor: 1.2, compare: upper, applications: [{application: ABP, band: p90}]}")
     rule = rule_for(load_settings(path, env={}), "ABP")
     assert (rule.band, rule.band_factor, rule.compare, rule.band_window) == ("p90", 1.2, "upper", "30d")
+
+
+def test_alert_lifecycle_and_single_webhook_on_each_database(any_db_url, tmp_path, receiver):
+    from artq.storage.db import Database
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, database_url=any_db_url)
+    settings.alerts.threshold_ms, settings.alerts.webhook_url, settings.alerts.webhook_backoff_s = 500.0, receiver.url, 0.0
+    db = Database(any_db_url)
+    try:
+        seed_actuals(db, "ABP", T0 - 2 * 24 * HOUR, T0, 300.0)
+        receiver.fail_next = 3
+        for i, values in enumerate([[520] * 6, [530] * 6, QUIET, QUIET]):
+            cycle(settings, db, T0 + i * HOUR, values)
+        [a] = alerts(db)
+        assert (a.status, a.lead_hours, a.notify_attempts, a.notify_error) == ("resolved", 0, 2, None)
+        assert len(receiver.bodies) == 1 and receiver.requests == 4
+    finally:
+        db.dispose()
