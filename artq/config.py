@@ -188,7 +188,8 @@ class OperationsSettings:
       the visibility timeout must then exceed the longest task (training).
     - ``catch_up_missed``: after an outage, also forecast the origins that were missed (at most
       ``catch_up_max_hours``), not only the latest.
-    - ``fleet_batch_size``: applications per batched cycle when a fleet is dispatched.
+    - ``fleet_batch_size``: applications per batched cycle when a fleet is dispatched;
+      ``fleet_fetch_threads``: concurrent controller requests of one batch's fetch.
     """
 
     freshness_minute: int = 20
@@ -201,12 +202,13 @@ class OperationsSettings:
     catch_up_missed: bool = False
     catch_up_max_hours: int = 24
     fleet_batch_size: int = 100
+    fleet_fetch_threads: int = 8
 
     def __post_init__(self) -> None:
         if not 0 <= self.freshness_minute <= 59:
             raise ConfigError(f"`operations.freshness_minute` must be in 0..59. Got {self.freshness_minute}.")
         for name in ("stuck_after_s", "reconcile_every_s", "cycle_lock_s", "visibility_timeout_s", "max_attempts",
-                     "catch_up_max_hours", "fleet_batch_size"):
+                     "catch_up_max_hours", "fleet_batch_size", "fleet_fetch_threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"`operations.{name}` must be at least 1. Got {getattr(self, name)}.")
         if self.lease_renew_s < 0:

@@ -18,7 +18,14 @@ from artq.storage import repository as repo
 from artq.timeutil import as_utc, last_complete_hour, parse_hour
 from workers.lock import CycleAlreadyRunning, CycleLock
 from workers.runtime import get_runtime
-from workers.tasks import fetch, predict, refresh
+from workers.tasks import (
+    fetch,
+    fleet_fetch,
+    fleet_predict,
+    fleet_refresh,
+    predict,
+    refresh,
+)
 
 logger = logging.getLogger(__name__)
 DONE = ("succeeded", "partial")
@@ -28,6 +35,14 @@ def cycle_signature(application: str, origin: str, lock: str | None = None):
     return chain(
         fetch.si(application, origin, lock=lock),
         chord(group(predict.s(horizon=h) for h in HORIZONS), refresh.s(application, origin, lock=lock)),
+    )
+
+
+def fleet_signature(applications: list[str], origin: str, locks: dict[str, str] | None = None):
+    """The same shape for a batch of applications: fetch all, six horizon tasks over all, one refresh."""
+    return chain(
+        fleet_fetch.si(applications, origin),
+        chord(group(fleet_predict.s(horizon=h) for h in HORIZONS), fleet_refresh.s(applications, origin, locks=locks)),
     )
 
 
@@ -52,6 +67,15 @@ def release_lock(application: str, origin: str, token: str | None) -> None:
         cycle_lock().release(application, _iso(origin), token)
     except Exception as exc:  # noqa: BLE001 - it expires on its own
         logger.warning("could not release the cycle lock of %s %s: %s", application, origin, exc)
+
+
+def release_locks(origin: str, tokens: dict[str, str] | None) -> None:
+    if not tokens:
+        return
+    try:
+        cycle_lock().release_many(_iso(origin), tokens)
+    except Exception as exc:  # noqa: BLE001 - they expire on their own
+        logger.warning("could not release %d cycle locks of %s: %s", len(tokens), origin, exc)
 
 
 def start_cycle(application: str, origin: str | datetime | None = None, trigger: str = "cli",
@@ -109,8 +133,12 @@ def dispatch_cycles(origin: str | datetime | None = None, trigger: str = "beat")
     """Start the cycle of every configured application for ``origin``; skip those done or in flight.
 
     A duplicate trigger (beat firing twice, a redelivered dispatch) therefore starts nothing new.
+    One application gets its own canvas; several are cut into batches of
+    ``operations.fleet_batch_size``, each running the same chain → six horizons → chord.
     """
     rt = get_runtime()
+    if len(rt.settings.applications) > 1:
+        return dispatch_fleet(origin, trigger=trigger)
     iso = _iso(origin)
     started, done, running = [], [], []
     for app in rt.settings.applications:
@@ -125,6 +153,32 @@ def dispatch_cycles(origin: str | datetime | None = None, trigger: str = "beat")
     if running:
         logger.info("dispatch %s: %d cycles already in flight: %s", iso, len(running), ", ".join(running[:20]))
     return {"origin": iso, "started": len(started), "already_done": len(done), "in_flight": len(running)}
+
+
+def dispatch_fleet(origin: str | datetime | None = None, trigger: str = "beat",
+                   applications: list[str] | None = None) -> dict:
+    """Lock, open the runs of, and send the batched cycles of every application not done or in flight."""
+    from artq.pipeline.fleet import batches, begin_runs, done_applications
+
+    rt = get_runtime()
+    iso = _iso(origin)
+    names = applications or [a.name for a in rt.settings.applications]
+    done = done_applications(rt, names, iso)
+    todo = [n for n in names if n not in done]
+    tokens = cycle_lock().acquire_many(todo, iso)
+    held = {n: t for n, t in tokens.items() if t}
+    if not held:
+        return {"origin": iso, "started": 0, "already_done": len(done), "in_flight": len(todo), "batches": 0}
+    try:
+        begin_runs(rt, list(held), iso, trigger)
+        parts = batches(list(held), rt.settings.operations.fleet_batch_size)
+        for part in parts:
+            fleet_signature(part, iso, locks={n: held[n] for n in part}).apply_async()
+    except BaseException:
+        cycle_lock().release_many(iso, held)
+        raise
+    return {"origin": iso, "started": len(held), "already_done": len(done), "in_flight": len(todo) - len(held),
+            "batches": len(parts)}
 
 
 def run_cycle(runtime, application: str, origin: datetime | None = None, *, use_broker: bool = False,

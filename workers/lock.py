@@ -65,6 +65,35 @@ class CycleLock:
             self._local[key] = (token, time.monotonic() + self.ttl_ms / 1000)
             return token
 
+    def acquire_many(self, applications: list[str], origin: str | datetime) -> dict[str, str | None]:
+        """One round trip for a fleet: ``{application: token, or None where the lock is held}``."""
+        if not self.url:
+            return {a: self.acquire(a, origin) for a in applications}
+        tokens = {a: uuid.uuid4().hex for a in applications}
+        client = self._client()
+        try:
+            pipe = client.pipeline(transaction=False)
+            for a, token in tokens.items():
+                pipe.set(lock_key(a, origin), token, px=self.ttl_ms, nx=True)
+            got = pipe.execute()
+        finally:
+            client.close()
+        return {a: (tokens[a] if ok else None) for a, ok in zip(applications, got, strict=True)}
+
+    def release_many(self, origin: str | datetime, tokens: dict[str, str]) -> None:
+        if not self.url:
+            for a, token in tokens.items():
+                self.release(a, origin, token)
+            return
+        client = self._client()
+        try:
+            pipe = client.pipeline(transaction=False)
+            for a, token in tokens.items():
+                pipe.eval(_RELEASE_LUA, 1, lock_key(a, origin), token)
+            pipe.execute()
+        finally:
+            client.close()
+
     def release(self, application: str, origin: str | datetime, token: str | None) -> bool:
         if not token:
             return False

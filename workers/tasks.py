@@ -18,6 +18,7 @@ from celery.exceptions import Ignore, Reject, Retry
 
 from artq.errors import SourceUnavailable
 from artq.pipeline import fetch_step, predict_step, refresh_step, train_step
+from artq.pipeline.fleet import fleet_fetch_step, fleet_predict_step, fleet_refresh_step
 from artq.pipeline.runtime import StorageUnavailable
 from artq.pipeline.steps import horizon_failure, record_failure
 from workers.app import TRAIN_TIME_LIMIT_S, app
@@ -90,6 +91,28 @@ def refresh(self, results: list, application: str, origin: str, lock: str | None
     from workers.canvas import release_lock
 
     release_lock(application, origin, lock)
+    return out
+
+
+# -- the same cycle over a batch of applications (a fleet; see artq/pipeline/fleet.py) ---------------
+
+
+@app.task(name="artq.fleet.fetch", base=CycleTask, bind=True, soft_time_limit=540, time_limit=600)
+def fleet_fetch(self, applications: list, origin: str) -> dict:
+    return fleet_fetch_step(get_runtime(), applications, origin, task_id=self.request.id)
+
+
+@app.task(name="artq.fleet.predict", base=HorizonTask, bind=True, soft_time_limit=240, time_limit=300)
+def fleet_predict(self, payload: dict, horizon: int) -> dict:
+    return {**fleet_predict_step(get_runtime(), payload, horizon, task_id=self.request.id), "worker": self.request.hostname}
+
+
+@app.task(name="artq.fleet.refresh", base=CycleTask, bind=True, soft_time_limit=540, time_limit=600)
+def fleet_refresh(self, results: list, applications: list, origin: str, locks: dict | None = None) -> dict:
+    out = fleet_refresh_step(get_runtime(), results, applications, origin, task_id=self.request.id)
+    from workers.canvas import release_locks
+
+    release_locks(origin, locks)
     return out
 
 

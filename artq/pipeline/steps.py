@@ -130,9 +130,16 @@ def refresh_step(rt: Runtime, results: list[dict[str, Any]], application: str, o
 
     Idempotent: a retry (database back after an outage) or a second callback rewrites the same rows.
     """
+    t0 = _origin(origin)
+    with rt.db.session() as s:
+        return refresh_in_session(s, rt, results, application, t0, task_id=task_id)
+
+
+def refresh_in_session(session, rt: Runtime, results: list[dict[str, Any]], application: str, t0: datetime,
+                       task_id: str | None = None) -> dict[str, Any]:
+    """The refresh of one application inside the caller's transaction: dashboard tables and run row together."""
     from artq.dashboard.refresh import refresh_dashboard
 
-    t0 = _origin(origin)
     started = time.perf_counter()
     results = [r for r in results if isinstance(r, dict)]
     ok = sorted(r["horizon"] for r in results if r.get("ok"))
@@ -140,22 +147,20 @@ def refresh_step(rt: Runtime, results: list[dict[str, Any]], application: str, o
     missing = sorted(set(HORIZONS) - set(ok) - {int(h) for h in failed})
     for h in missing:
         failed[str(h)] = "no result reached the refresh step"
-    with rt.db.session() as s:
-        dash = refresh_dashboard(s, rt.settings, application, t0)
+    dash = refresh_dashboard(session, rt.settings, application, t0)
     elapsed = time.perf_counter() - started
     status = "succeeded" if not failed else ("partial" if ok else "failed")
     error = "; ".join(f"h{h}: {e}" for h, e in sorted(failed.items())) or None
     predict_s = max((r.get("seconds") or 0 for r in results), default=None)
     versions = {r.get("model_version") for r in results if r.get("ok")}
-    with rt.db.session() as s:
-        repo.update_run(
-            s, application, t0, status=status, finished_at=utcnow(), refresh_s=round(elapsed, 3),
-            predict_s=predict_s, error=error, model_version=versions.pop() if len(versions) == 1 else None,
-            details={"horizons_ok": ok, "horizons_failed": failed, "dashboard": dash,
-                     "workers": {str(r["horizon"]): r["worker"] for r in results if r.get("worker")}},
-            task_ids={"predict": {str(r["horizon"]): r["task_id"] for r in results if r.get("task_id")},
-                      **({"refresh": task_id} if task_id else {})},
-        )
+    repo.update_run(
+        session, application, t0, status=status, finished_at=utcnow(), refresh_s=round(elapsed, 3),
+        predict_s=predict_s, error=error, model_version=versions.pop() if len(versions) == 1 else None,
+        details={"horizons_ok": ok, "horizons_failed": failed, "dashboard": dash,
+                 "workers": {str(r["horizon"]): r["worker"] for r in results if r.get("worker")}},
+        task_ids={"predict": {str(r["horizon"]): r["task_id"] for r in results if r.get("task_id")},
+                  **({"refresh": task_id} if task_id else {})},
+    )
     return {"application": application, "origin": t0.isoformat(), "status": status, "horizons_ok": ok, "failed": failed}
 
 
