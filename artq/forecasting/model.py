@@ -200,11 +200,12 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
     y_window = y_all[in_window]
     ensure_rows(int(y_window.notna().sum()), s.min_training_hours, "training")
     trials = (s.tune_trials or DEFAULT_TUNE_TRIALS) if tune else 0
-    steps, done = s.horizons * (6 + trials + 1), 0
+    n_candidates = len(candidates(y_all.to_numpy(), tables[1].loc[in_window], target))
+    steps, done = s.horizons * (n_candidates + trials + 1), 0
 
     def tick(stage: str) -> None:
         nonlocal done
-        done += 1
+        done = min(done + 1, steps)
         if progress:
             progress(stage, done, steps)
 
@@ -216,7 +217,8 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
         X, y = tables[h].loc[rows], yh[rows]
         ensure_rows(len(y), s.min_training_hours, f"horizon {h}")
         sel = select(X, y, h, target, candidates(y, X, target), trials, s.seed, progress=tick)
-        members = [Member(m.transform, m.params, max(10, int(m.n_rounds * 1.15))) for m in sel.members]
+        members = [Member(m.transform, m.params, 0 if m.n_rounds == 0 else max(10, int(m.n_rounds * 1.15)))
+                   for m in sel.members]
         bundle.boosters_[h] = [fit_final(X, y, m.transform, target, m.params, m.n_rounds, s.seed) for m in members]
         bundle.members_[h] = members
         tick(f"h{h} final fit")
@@ -229,10 +231,12 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
             "rmse": float(np.sqrt(np.nanmean(err**2))),
             "mase": float(np.nanmean(np.abs(err)) / snaive_scale) if snaive_scale > 0 else float("nan"),
             "seasonal_naive_24_mae": float(np.nanmean(np.abs(y_val - naive))),
-            "transform": "+".join(m.transform.name for m in members),
+            "transform": "+".join(m.transform.name + ("(naive)" if m.n_rounds == 0 else "") for m in members),
             "validation_rows": int(len(y_val)),
             "validation_start": X_val.index[0].isoformat(),
         }
+    if progress and done < steps:
+        progress("done", steps, steps)
     mean = lambda k: float(np.mean([m[k] for m in per_h.values()]))  # noqa: E731
     bundle.metrics_ = {
         "mean_mae": mean("mae"), "mean_rmse": mean("rmse"), "mean_mase": mean("mase"),

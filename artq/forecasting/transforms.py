@@ -91,9 +91,9 @@ class TargetTransform:
 
 def candidates(y: np.ndarray, X: pd.DataFrame, target: str) -> list[TargetTransform]:
     """Transforms worth trying: log only for a never-negative target, the weekly base only when
-    most rows have the same hour a week before."""
+    two days of rows have the same hour a week before."""
     scales = ["id", "log"] if np.nanmin(y) >= 0 else ["id"]
     bases = list(BASES)
-    if X[f"{target}_same_hour_7d"].notna().mean() < 0.5:
+    if X[f"{target}_same_hour_7d"].notna().sum() < 48:
         bases.remove("weekly")
     return [TargetTransform(s, b) for s in scales for b in bases]

@@ -40,6 +40,7 @@ DEFAULT_PARAMS: dict = {
 MAX_ROUNDS = 800
 SELECTION_ROWS = 24 * 120  # model selection looks at the most recent 120 days of origins at most
 EARLY_STOPPING = 40
+MIN_FIT_ROWS = 24  # a transform with fewer rows to learn from is not fitted
 NTHREAD: int | None = None  # None: decided per fit by `_threads`
 
 
@@ -126,6 +127,8 @@ def _set_target(dm: xgb.DMatrix, z: np.ndarray) -> None:
 
 def _train(dtrain: xgb.DMatrix, params: dict, seed: int, rounds: int, des: xgb.DMatrix | None = None) -> xgb.Booster:
     p = {**params, "seed": seed, "nthread": _threads(dtrain.num_row()), "verbosity": 0}
+    if rounds == 0:  # the naive member: no trees, predicts a zero difference, i.e. the base itself
+        return xgb.train({**p, "base_score": 0.0}, dtrain, num_boost_round=0)
     if des is None:
         return xgb.train(p, dtrain, num_boost_round=rounds)
     return xgb.train(p, dtrain, num_boost_round=rounds, evals=[(des, "es")],
@@ -156,15 +159,23 @@ class _Splits:
         self.d_fit, self.d_es, self.d_val = (_matrix(X.iloc[rows]) for rows in (self.fit, self.es, self.val))
 
     def evaluate(self, y: np.ndarray, transform: TargetTransform, target: str, params: dict,
-                 seed: int) -> tuple[Trial, np.ndarray, np.ndarray]:
-        """Fit on the fit rows (early stopping on the inner holdout), score on the validation rows."""
+                 seed: int, naive: bool = False) -> tuple[Trial, np.ndarray, np.ndarray] | None:
+        """Fit on the fit rows (early stopping on the inner holdout), score on the validation rows.
+        ``naive``: no model at all, the forecast is the transform's base (persistence, 7-day
+        same-hour mean, seasonal naive 168), so validation can prefer it, or blend with it."""
         X = self.X
-        for dm, rows in ((self.d_fit, self.fit), (self.d_es, self.es)):
-            _set_target(dm, transform.encode(y[rows], X.iloc[rows], target))
-        booster = _train(self.d_fit, params, seed, MAX_ROUNDS, self.d_es)
-        n_rounds = int(booster.best_iteration) + 1
         X_val, y_val = X.iloc[self.val], y[self.val]
-        m = booster.predict(self.d_val, iteration_range=(0, n_rounds))
+        if naive:
+            n_rounds, m, params = 0, np.zeros(len(self.val)), {}
+        else:
+            for dm, rows in ((self.d_fit, self.fit), (self.d_es, self.es)):
+                z = transform.encode(y[rows], X.iloc[rows], target)
+                if np.isfinite(z).sum() < MIN_FIT_ROWS:
+                    return None  # e.g. a weekly base on two weeks of data: only its naive form competes
+                _set_target(dm, z)
+            booster = _train(self.d_fit, params, seed, MAX_ROUNDS, self.d_es)
+            n_rounds = int(booster.best_iteration) + 1
+            m = booster.predict(self.d_val, iteration_range=(0, n_rounds))
         scaled = transform.to_scaled(m, X_val, target)
         pred = transform.inv(scaled)
         mae = float(np.nanmean(np.abs(y_val - pred)))
@@ -175,26 +186,39 @@ class _Splits:
 
 def select(X: pd.DataFrame, y: np.ndarray, horizon: int, target: str, candidates: list[TargetTransform],
            trials: int, seed: int, progress: Callable[[str], None] | None = None) -> Selection:
-    """Choose the transform (default parameters), then ``trials`` random parameter sets."""
+    """Choose the transform (default parameters), then ``trials`` random parameter sets.
+
+    The naive forecasts (each non-level base on its own: persistence, 7-day same-hour mean, same
+    hour last week) compete too and may be the blend partner; they cost no fit.
+    """
     if trials < 0:
         raise ValueError(f"`trials` must be >= 0. Got {trials}.")
     splits = _Splits(X, horizon)
     best: tuple | None = None
     records: list[Trial] = []
     cand_preds = []
-    for tr in candidates:
-        trial, pred, res = splits.evaluate(y, tr, target, DEFAULT_PARAMS, seed)
+    naive = {tr.base: tr for tr in candidates if tr.base != "level"}  # one per base, first scale
+    jobs = [(tr, False) for tr in candidates] + [(tr, True) for tr in naive.values()]
+    for tr, is_naive in jobs:
+        got = splits.evaluate(y, tr, target, DEFAULT_PARAMS, seed, naive=is_naive)
+        if progress and not is_naive:
+            progress(f"h{horizon} transform {tr.name}")
+        if got is None:
+            continue
+        trial, pred, res = got
         records.append(trial)
         cand_preds.append(pred)
         if best is None or trial.val_mae < best[0].val_mae:
             best = (trial, pred, res, tr)
-        if progress:
-            progress(f"h{horizon} transform {tr.name}")
+    n_candidates = len(records)
     assert best is not None
     rng = np.random.default_rng(seed * 1000 + horizon)
-    for _ in range(trials):
+    for _ in range(trials if best[0].n_rounds > 0 else 0):  # nothing to tune in a naive forecast
         params = sample_params(rng)
-        trial, pred, res = splits.evaluate(y, best[3], target, params, seed)
+        got = splits.evaluate(y, best[3], target, params, seed)
+        if got is None:
+            continue
+        trial, pred, res = got
         records.append(trial)
         if trial.val_mae < best[0].val_mae:
             best = (trial, pred, res, best[3])
@@ -204,7 +228,8 @@ def select(X: pd.DataFrame, y: np.ndarray, horizon: int, target: str, candidates
     members = [Member(tr, dict(trial.params), trial.n_rounds)]
     # a blend of the two best transforms (each with its own early-stopped rounds), kept only
     # when it beats the best single model on the same validation rows
-    others = [(t, p) for t, p in zip(records[: len(candidates)], cand_preds, strict=True) if t.transform != tr.name]
+    others = [(t, p) for t, p in zip(records[:n_candidates], cand_preds, strict=True)
+              if (t.transform, t.n_rounds == 0) != (tr.name, trial.n_rounds == 0)]
     y_val = y[splits.val]
     if others:
         t2, p2 = min(others, key=lambda tp: tp[0].val_mae)
