@@ -5,6 +5,10 @@ the rows the model was fitted on), in the transform's scale ``s`` (identity or l
 model gets intervals proportional to the level). The bounds are the empirical residual
 quantiles at ``(1 - c)/2`` and ``(1 + c)/2`` with the finite-sample correction, so the interval
 need not be symmetric.
+
+At prediction time the residual set slides forward (as in EnbPI, Xu & Xie 2021): the model's own
+residuals on hours that ended after its training window and at or before the origin replace the
+oldest validation residuals, so the intervals follow a change of volatility without a retrain.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ class ConformalInterval:
     lower_: float | None = None
     upper_: float | None = None
     n_: int = 0
+    residuals_: np.ndarray | None = None  # the calibration residuals, oldest first
 
     def __post_init__(self) -> None:
         if not 0 < self.coverage < 1:
@@ -32,14 +37,19 @@ class ConformalInterval:
         if len(r) < 10:
             raise ValueError(f"`residuals` must hold at least 10 finite values. Got {len(r)}.")
         self.lower_ = self.upper_ = None
-        n = len(r)
-        alpha = (1 - self.coverage) / 2
-        hi_level = min(1.0, math.ceil((n + 1) * (1 - alpha)) / n)
-        lo_level = max(0.0, math.floor((n + 1) * alpha) / n - 1 / n)
-        self.lower_ = float(np.quantile(r, lo_level, method="lower"))
-        self.upper_ = float(np.quantile(r, hi_level, method="higher"))
-        self.n_ = n
+        self.lower_, self.upper_ = _quantiles(r, self.coverage)
+        self.n_, self.residuals_ = len(r), r
         return self
+
+    def bounds_with(self, scaled_pred: float, recent: np.ndarray) -> tuple[float, float]:
+        """Bounds around one forecast, with ``recent`` out-of-sample residuals (oldest first)
+        pushed into the calibration window in place of the oldest ones."""
+        if self.residuals_ is None or not len(recent):
+            lo, hi = self.bounds(np.array([scaled_pred]))
+            return float(lo[0]), float(hi[0])
+        r = np.concatenate([self.residuals_, recent])[-len(self.residuals_) :]
+        lo, hi = _quantiles(r, self.coverage)
+        return scaled_pred + min(lo, 0.0), scaled_pred + max(hi, 0.0)
 
     def bounds(self, scaled_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper bounds in the transform's scale around ``scaled_pred``."""
@@ -49,11 +59,23 @@ class ConformalInterval:
         return p + min(self.lower_, 0.0), p + max(self.upper_, 0.0)
 
     def as_dict(self) -> dict:
-        return {"coverage": self.coverage, "lower": self.lower_, "upper": self.upper_, "n": self.n_}
+        res = None if self.residuals_ is None else [float(v) for v in self.residuals_]
+        return {"coverage": self.coverage, "lower": self.lower_, "upper": self.upper_, "n": self.n_, "residuals": res}
 
     @classmethod
     def from_dict(cls, d: dict) -> ConformalInterval:
-        return cls(coverage=float(d["coverage"]), lower_=d["lower"], upper_=d["upper"], n_=int(d["n"]))
+        res = d.get("residuals")
+        return cls(coverage=float(d["coverage"]), lower_=d["lower"], upper_=d["upper"], n_=int(d["n"]),
+                   residuals_=None if res is None else np.asarray(res, dtype=float))
+
+
+def _quantiles(r: np.ndarray, coverage: float) -> tuple[float, float]:
+    """Finite-sample-corrected residual quantiles at (1 - c)/2 and (1 + c)/2."""
+    n = len(r)
+    alpha = (1 - coverage) / 2
+    hi_level = min(1.0, math.ceil((n + 1) * (1 - alpha)) / n)
+    lo_level = max(0.0, math.floor((n + 1) * alpha) / n - 1 / n)
+    return float(np.quantile(r, lo_level, method="lower")), float(np.quantile(r, hi_level, method="higher"))
 
 
 def empirical_coverage(y: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:

@@ -26,6 +26,7 @@ from artq.timeutil import as_utc
 
 Progress = Callable[[str, int, int], None]
 DEFAULT_TUNE_TRIALS = 12
+RECENT_HOURS = 48  # forecasts this far back recalibrate the intervals (sliding conformal window)
 
 
 @dataclass
@@ -87,8 +88,9 @@ class ModelBundle:
 
     @property
     def history_hours_needed(self) -> int:
-        """Rows up to and including the origin that :meth:`predict` reads."""
-        return history_hours_needed()
+        """Rows up to and including the origin that :meth:`predict` reads: the features' lookback,
+        plus the last ``RECENT_HOURS`` of forecasts whose errors recalibrate the intervals."""
+        return history_hours_needed() + RECENT_HOURS + self.horizons
 
     # ---- prediction --------------------------------------------------------------------------
     def _check_horizon(self, horizon: int) -> None:
@@ -109,15 +111,12 @@ class ModelBundle:
             return frame
         return frame.assign(**{c: np.nan for c in missing})
 
-    def predict_rows(self, X: pd.DataFrame, horizon: int) -> pd.DataFrame:
-        """Forecast, lower and upper bound for feature rows ``X`` of one horizon."""
+    def point(self, X: pd.DataFrame, horizon: int) -> np.ndarray:
+        """Point forecasts (original units) for feature rows ``X``: the mean of the horizon's members."""
         dm = xgb.DMatrix(X[self.feature_names_], feature_names=self.feature_names_)
         values = [m.transform.decode(b.predict(dm), X, self.target)
                   for m, b in zip(self.members_[horizon], self.boosters_[horizon], strict=True)]
-        value = np.mean(values, axis=0)
-        scale = self.members_[horizon][0].transform  # intervals live in the primary model's scale
-        lo, hi = self.intervals_[horizon].bounds(scale.fwd(value))
-        return pd.DataFrame({"value": value, "lower": scale.inv(lo), "upper": scale.inv(hi)}, index=X.index)
+        return np.mean(values, axis=0)
 
     def _drivers(self, X: pd.DataFrame, horizon: int, value: float, groups: list[str]) -> list[tuple[str, float]]:
         """Feature contributions in the target's units (log models: scaled by d value / d log)."""
@@ -130,11 +129,35 @@ class ModelBundle:
         return group_contributions(total, groups, 1.0)
 
     def predict_frame(self, frame: pd.DataFrame, origins: Sequence | pd.DatetimeIndex) -> dict[int, pd.DataFrame]:
-        """Vectorised forecasts for many origins: ``{h: DataFrame(value, lower, upper)}``."""
+        """Vectorised forecasts for many origins: ``{h: DataFrame(value, lower, upper)}``.
+
+        Each origin's forecast and interval read only rows at or before it: the interval's
+        recent residuals are those of hours after the training window and at or before the origin.
+        """
         frame = self._with_columns(frame)
         origins = pd.DatetimeIndex(origins)
-        X = self.builder.transform_at(frame, origins, range(1, self.horizons + 1))
-        return {h: self.predict_rows(X[h], h) for h in range(1, self.horizons + 1)}
+        H = self.horizons
+        end = pd.Timestamp(self.training_window_["end"]) if self.training_window_ else origins.min()
+        first = max(origins.min() - pd.Timedelta(hours=RECENT_HOURS + H), end - pd.Timedelta(hours=H))
+        extra = frame.index[(frame.index >= first) & (frame.index < origins.max())]
+        all_o = origins.union(extra)
+        X = self.builder.transform_at(frame, all_o, range(1, H + 1))
+        y = frame[self.target].astype(float)
+        pos = all_o.get_indexer(origins)
+        out = {}
+        for h in range(1, H + 1):
+            value = self.point(X[h], h)
+            scale = self.members_[h][0].transform  # intervals live in the primary model's scale
+            when = all_o + pd.Timedelta(hours=h)
+            residual = scale.fwd(y.reindex(when).to_numpy()) - scale.fwd(value)
+            lo, hi = np.empty(len(origins)), np.empty(len(origins))
+            for i, (p, t) in enumerate(zip(pos, origins, strict=True)):
+                a = when.searchsorted(max(end, t - pd.Timedelta(hours=RECENT_HOURS)), side="right")
+                b = when.searchsorted(t, side="right")
+                recent = residual[a:b]
+                lo[i], hi[i] = self.intervals_[h].bounds_with(float(scale.fwd(value[p])), recent[np.isfinite(recent)])
+            out[h] = pd.DataFrame({"value": value[pos], "lower": scale.inv(lo), "upper": scale.inv(hi)}, index=origins)
+        return out
 
     def predict(self, frame: pd.DataFrame, origin: datetime, horizon: int) -> HorizonForecast:
         """Forecast hour ``origin + horizon`` from rows at or before ``origin`` only."""
@@ -156,10 +179,11 @@ class ModelBundle:
         if past[self.target].iloc[-self.history_hours_needed :].notna().sum() == 0:
             raise NotEnoughData(f"no known `{self.target}` value in the {self.history_hours_needed} hours up to {origin.isoformat()}.")
         X = self.builder.transform_at(past, pd.DatetimeIndex([origin]), horizons)
+        rows = self.predict_frame(past, [origin])
         out = []
         groups = [feature_group(f, self.target, self.exog, self.tier_names) for f in self.feature_names_]
         for h in horizons:
-            row = self.predict_rows(X[h], h).iloc[0]
+            row = rows[h].iloc[0]
             out.append(HorizonForecast(
                 horizon=h, origin=origin.to_pydatetime(), target_hour=(origin + pd.Timedelta(hours=h)).to_pydatetime(),
                 value=float(row["value"]), lower=float(row["lower"]), upper=float(row["upper"]),

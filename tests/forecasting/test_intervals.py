@@ -54,3 +54,28 @@ def test_intervals_cover_roughly_nominal_out_of_sample(walk_bundle):
     covered = [empirical_coverage(y.reindex(origins + pd.Timedelta(hours=h)).to_numpy(),
                                   preds[h]["lower"].to_numpy(), preds[h]["upper"].to_numpy()) for h in range(1, 7)]
     assert 0.55 <= float(np.mean(covered)) <= 1.0
+
+
+def test_interval_bounds_ignore_values_after_each_origin(walk_bundle):
+    bundle, frame = walk_bundle
+    origins = frame.index[-40:-6]
+    before = bundle.predict_frame(frame, origins)
+    cut = origins[20]
+    changed = frame.copy()
+    changed.loc[changed.index > cut, "art"] *= 3
+    after = bundle.predict_frame(changed, origins)
+    for h in range(1, 7):
+        pd.testing.assert_frame_equal(before[h].loc[:cut], after[h].loc[:cut])
+        assert not before[h].loc[cut:].iloc[1:].equals(after[h].loc[cut:].iloc[1:])
+
+
+def test_intervals_widen_when_recent_errors_grow(walk_bundle):
+    bundle, frame = walk_bundle
+    origin = frame.index[-7]
+    calm = bundle.predict_frame(frame, [origin])[1]
+    noisy = frame.copy()
+    rng = np.random.default_rng(1)
+    recent = noisy.index[-48:-6]
+    noisy.loc[recent, "art"] += rng.normal(0, 60, len(recent))  # volatility jumps after training
+    wild = bundle.predict_frame(noisy, [origin])[1]
+    assert (wild["upper"] - wild["lower"]).iloc[0] > 1.5 * (calm["upper"] - calm["lower"]).iloc[0]
