@@ -197,8 +197,8 @@ class OperationsSettings:
     max_attempts: int = 3
     reconcile_every_s: int = 300
     cycle_lock_s: int = 900
-    visibility_timeout_s: int = 60
-    lease_renew_s: int = 5
+    visibility_timeout_s: int = 20
+    lease_renew_s: int = 4
     catch_up_missed: bool = False
     catch_up_max_hours: int = 24
     fleet_batch_size: int = 100

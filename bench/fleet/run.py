@@ -176,6 +176,9 @@ def fleet_cycle(db, origin, n: int) -> dict:
     from artq.storage.models import Forecast, PipelineRun
     from workers.canvas import dispatch_cycles
 
+    with db.session() as s:  # a re-run of the bench (--reuse) times a real cycle, not a skip
+        s.execute(sa.delete(PipelineRun).where(PipelineRun.origin == origin))
+        s.execute(sa.delete(Forecast).where(Forecast.origin == origin))
     began = time.perf_counter()
     report = dispatch_cycles(origin, trigger="bench")
     sent = time.perf_counter()
@@ -197,14 +200,14 @@ def single_app(settings, name: str, origin, repeats: int) -> dict:
     out = {}
     for mode, use_broker in (("celery", True), ("in_process", False)):
         times = []
+        rt = Runtime(settings)  # warm in both modes: the workers keep their models loaded too
+        run_cycle(rt, name, origin, use_broker=use_broker, trigger="bench", timeout_s=120)
         for _ in range(repeats):
-            rt = Runtime(settings)
             began = time.perf_counter()
             result = run_cycle(rt, name, origin, use_broker=use_broker, trigger="bench", timeout_s=120)
             times.append(time.perf_counter() - began)
             assert result["status"] == "succeeded", result
-            if not use_broker:
-                rt.close()
+        rt.close()
         out[mode] = {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),
                      "max_s": round(max(times), 3), "runs": repeats}
     return out
@@ -223,6 +226,7 @@ def main() -> None:
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/6")
     ap.add_argument("--work-dir", default="/tmp/artq-bench-fleet")
     ap.add_argument("--reuse", action="store_true", help="keep the database and models of the last run")
+    ap.add_argument("--skip-fleet", action="store_true", help="only the single-application comparison")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
     args = ap.parse_args()
 
@@ -274,10 +278,12 @@ def main() -> None:
         db = open_database(settings.database_url)
         try:
             log(f"{args.apps} applications, {args.workers} workers (-c 1), batches of {args.batch}; model {version}")
-            cold = fleet_cycle(db, t0 - HOUR, args.apps)
-            log(f"cold cycle (models loaded by each worker): {cold['seconds']} s  {cold['statuses']}")
-            warm = fleet_cycle(db, t0, args.apps)
-            log(f"warm cycle: {warm['seconds']} s  {warm['statuses']}  forecast rows {warm['forecast_rows']}")
+            cold = warm = None
+            if not args.skip_fleet:
+                cold = fleet_cycle(db, t0 - HOUR, args.apps)
+                log(f"cold cycle (models loaded by each worker): {cold['seconds']} s  {cold['statuses']}")
+                warm = fleet_cycle(db, t0, args.apps)
+                log(f"warm cycle: {warm['seconds']} s  {warm['statuses']}  forecast rows {warm['forecast_rows']}")
             single = single_app(settings, names[0], t0, args.repeats)
             log(f"one application: through Celery {single['celery']['median_s']} s, "
                 f"in-process {single['in_process']['median_s']} s (median of {args.repeats})")

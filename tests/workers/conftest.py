@@ -255,11 +255,21 @@ class CycleEnv:
             self._db = open_database(self.db_url)
         return self._db
 
-    def run(self, origin):
+    def run(self, origin, application: str = "ABP"):
         from artq.storage import repository as repo
 
         with self.db.session() as s:
-            return repo.get_run(s, "ABP", origin)
+            return repo.get_run(s, application, origin)
+
+    def wait_for_run_of(self, application: str, origin, timeout_s: float = 120, workers=()):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            run = self.run(origin, application)
+            if run is not None and run.status in DONE:
+                return run
+            time.sleep(0.3)
+        logs = "".join(f"\n--- {w.name}\n" + w.output()[-4000:] for w in workers)
+        raise AssertionError(f"run of {application} {origin} not done after {timeout_s} s{logs}")
 
     def forecasts(self, origin) -> list[int]:
         from sqlalchemy import select

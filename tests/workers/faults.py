@@ -6,7 +6,8 @@ Read once at import (before the pool forks), from the environment the test gives
   step starts, so a test knows what runs where before it kills or cuts something;
 - ``ARTQ_TEST_PREDICT_DELAY_S`` / ``ARTQ_TEST_REFRESH_DELAY_S``: the step sleeps first;
 - ``ARTQ_TEST_FAIL_HORIZON``: that horizon raises an unexpected ``RuntimeError``;
-- ``ARTQ_TEST_DROP_REFRESH``: the chord callback is dropped (``Ignore``), as if it was lost.
+- ``ARTQ_TEST_DROP_REFRESH``: the chord callback is dropped (``Ignore``), as if it was lost;
+- ``ARTQ_TEST_TRAIN_SLEEP_S``: training only sleeps (a long retrain that writes no model).
 
 Only the task module's references are wrapped; the domain functions stay untouched.
 """
@@ -27,6 +28,7 @@ PREDICT_DELAY_S = float(os.environ.get("ARTQ_TEST_PREDICT_DELAY_S") or 0)
 REFRESH_DELAY_S = float(os.environ.get("ARTQ_TEST_REFRESH_DELAY_S") or 0)
 FAIL_HORIZON = int(os.environ.get("ARTQ_TEST_FAIL_HORIZON") or 0)
 DROP_REFRESH = bool(os.environ.get("ARTQ_TEST_DROP_REFRESH"))
+TRAIN_SLEEP_S = float(os.environ.get("ARTQ_TEST_TRAIN_SLEEP_S") or 0)
 
 
 def _mark(step: str, origin: str, horizon: int | str = "") -> None:
@@ -58,4 +60,12 @@ def refresh_step(rt, results, application, origin, task_id=None):
     return _refresh_step(rt, results, application, origin, task_id=task_id)
 
 
+def train_step(rt, application, tune=None):
+    _mark("train", "")
+    time.sleep(TRAIN_SLEEP_S)
+    return {"application": application, "slept": TRAIN_SLEEP_S}
+
+
 tasks.predict_step, tasks.refresh_step = predict_step, refresh_step
+if TRAIN_SLEEP_S:
+    tasks.train_step = train_step
