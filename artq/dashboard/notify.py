@@ -4,6 +4,9 @@ Delivery rules:
 
 * each refresh tries every open, not yet notified alert up to ``webhook_retries`` times with
   exponential backoff; a failure is stored in ``notify_error`` and tried again next refresh;
+* nothing is sent from inside the refresh transaction: :func:`notify_after_commit` hooks the
+  delivery to the caller's commit, so the dashboard tables and the run row still commit together,
+  an alert that is rolled back is never announced, and the HTTP wait holds no database lock;
 * an alert is sent at most once: the row is *claimed* (``notify_attempts`` bumped with a
   compare-and-set) and committed before the POST, so two refreshes racing on the same alert
   cannot both send it, and ``notified_at`` is set as soon as the receiver answers 2xx;
@@ -25,11 +28,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from artq.config import Settings
-from artq.storage.models import Alert
+from artq.storage.models import Alert, DashboardActiveAlert
 from artq.timeutil import as_utc
 
 log = logging.getLogger(__name__)
@@ -169,5 +172,28 @@ def notify_pending(
             alert.notify_error = f"{now:%Y-%m-%dT%H:%MZ} after {result.attempts} attempt(s): {result.error}"
             failed += 1
             log.warning("alert %s: webhook %s failed: %s", alert.key, redact(url), result.error)
+        if result.ok:  # the active-alert snapshot was written before the delivery
+            session.execute(update(DashboardActiveAlert).where(DashboardActiveAlert.alert_key == alert.key).values(notified=True))
         session.commit()  # record the outcome at once: a crash later must not make us send it again
     return {"webhook": True, "sent": sent, "failed": failed}
+
+
+def notify_after_commit(session: Session, settings: Settings, application: str, now: datetime) -> bool:
+    """Deliver the application's pending alerts once ``session`` commits (in a session of its own).
+
+    Returns whether a delivery was scheduled (a webhook is configured). Errors are logged, never
+    raised: the refresh has committed by then and must not be reported as failed.
+    """
+    if not webhook_url(settings):
+        return False
+    bind = session.get_bind()
+
+    def _deliver(_committed: Session) -> None:
+        try:
+            with Session(bind) as own:
+                notify_pending(own, settings, application, now)
+        except Exception:  # the database or a bug; the next refresh tries again
+            log.exception("alerts of %s: webhook delivery failed; retried at the next refresh", application)
+
+    event.listen(session, "after_commit", _deliver, once=True)
+    return True

@@ -4,9 +4,9 @@ Called by the chord callback (``artq.pipeline.steps.refresh_step``) inside one d
 Every table is keyed so that re-running the refresh of the same (application, origin) rewrites
 the same rows; the tables are documented column by column in ``docs/dashboard-tables.md``.
 
-Order matters: the alert evaluation needs the percentile bands (relative thresholds), the
-notification needs the alert rows, and the active-alert snapshot is taken last so that it shows
-whether the webhook went out.
+Order matters: the alert evaluation needs the percentile bands (relative thresholds) and the
+active-alert snapshot needs the alert rows. Webhook notifications go out only after the caller
+commits (see ``artq.dashboard.notify``), never from inside this transaction.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from artq.config import Settings
 from artq.dashboard.alerts import Point, evaluate_alerts, rule_for
 from artq.dashboard.bands import HISTORY_DAYS, PERIODS, bands_for, load_actual_art
 from artq.dashboard.labels import label_drivers
-from artq.dashboard.notify import notify_pending
+from artq.dashboard.notify import notify_after_commit
 from artq.storage import repository as repo
 from artq.storage.db import upsert
 from artq.storage.models import (
@@ -82,12 +82,13 @@ def refresh_dashboard(session: Session, settings: Settings, application: str, or
     actual = history.get(origin)
     actual_threshold = rule.threshold(bands_for(history, origin, origin))
     alert = evaluate_alerts(session, settings, application, origin, points, actual, actual_threshold, now)
-    notified = notify_pending(session, settings, application, now)
     active = _refresh_active_alerts(session, application, now)
+    notify = notify_after_commit(session, settings, application, now)
     return {
         "latest_rows": len(latest), "forecast_actual_rows": len(pairs),
         "with_actual": sum(p["actual"] is not None for p in pairs), "accuracy_rows": accuracy,
-        "band_rows": len(band_rows), "driver_rows": drivers, "alert": alert, "notify": notified, "active_alerts": active,
+        "band_rows": len(band_rows), "driver_rows": drivers, "alert": alert, "webhook_scheduled": notify,
+        "active_alerts": active,
     }
 
 

@@ -227,3 +227,20 @@ def test_alert_lifecycle_and_single_webhook_on_each_database(any_db_url, tmp_pat
         assert len(receiver.bodies) == 1 and receiver.requests == 4
     finally:
         db.dispose()
+
+
+def test_nothing_is_sent_when_the_refresh_transaction_rolls_back(setup, receiver):
+    from artq.dashboard.refresh import refresh_dashboard
+
+    settings, db = setup
+    settings.alerts.webhook_url = receiver.url
+    put_forecasts(db, "ABP", T0, [520] * 6)
+    with pytest.raises(RuntimeError), db.session() as s:
+        refresh_dashboard(s, settings, "ABP", T0)
+        raise RuntimeError("the run row update failed")  # the caller's transaction never commits
+    assert receiver.requests == 0 and alerts(db) == []
+    refresh(db, settings, "ABP", T0)
+    assert len(receiver.bodies) == 1
+    with db.session() as s:
+        [row] = s.scalars(select(DashboardActiveAlert)).all()
+    assert row.notified is True
