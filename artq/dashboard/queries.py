@@ -73,6 +73,7 @@ def application_view(session: Session, settings: Settings, name: str, hours: int
         "application": name,
         "origin": _iso(origin),
         "rule": rule.describe() if rule.enabled else "alerts disabled",
+        "compare": rule.compare,  # which value the page holds against the threshold: forecast | upper
         "actual": actual,
         "forecast": _forecast(session, name, latest, settings.application(name).tiers),
         "past_forecast": _past_forecast(session, name, end, hours),

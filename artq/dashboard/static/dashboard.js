@@ -41,6 +41,9 @@
     card.querySelector(".big").textContent = big;
     card.querySelector(".small").textContent = small;
   }
+  // the value the alert rule compares with the threshold: the point forecast or its upper bound
+  function compared(v, f) { return v.compare === "upper" && f.upper !== null ? f.upper : f.value; }
+  function crosses(v, f) { return f.threshold !== null && compared(v, f) >= f.threshold; }
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
 
   async function getJSON(url) {
@@ -99,19 +102,20 @@
     const fc = v.forecast;
     if (fc.length) {
       const peak = fc.reduce((a, b) => (b.value > a.value ? b : a));
-      const over = peak.threshold !== null && peak.value >= peak.threshold;
-      const near = peak.threshold !== null && peak.value >= 0.9 * peak.threshold;
+      const over = fc.some((f) => crosses(v, f));
+      const near = fc.some((f) => f.threshold !== null && compared(v, f) >= 0.9 * f.threshold);
       setCard("card-peak", over ? "bad" : near ? "warn" : "ok", ms(peak.value),
         hourRange(peak.target_hour) + " UTC (+" + peak.horizon + " h)" + (peak.threshold !== null ? " · threshold " + ms(peak.threshold) : ""));
     } else setCard("card-peak", "", "no forecast", "no cycle has produced a forecast yet");
 
     const open = v.alerts.filter((a) => a.status === "open");
-    const crossing = fc.filter((f) => f.threshold !== null && f.value >= f.threshold);
+    const crossing = fc.filter((f) => crosses(v, f));
     if (crossing.length) {
       const f = crossing[0];
       const since = open.length ? " · alert open since " + dayHour(open[0].opened_at) : "";
+      const what = v.compare === "upper" ? "upper bound " : "";
       setCard("card-alert", "bad", "Breach expected",
-        "first at " + hourRange(f.target_hour) + " UTC (+" + f.horizon + " h): " + ms(f.value) + " ≥ " + ms(f.threshold) + since);
+        "first at " + hourRange(f.target_hour) + " UTC (+" + f.horizon + " h): " + what + ms(compared(v, f)) + " ≥ " + ms(f.threshold) + since);
     } else if (open.length) {
       setCard("card-alert", "warn", "Alert open, easing",
         "forecasts are back under the threshold; the alert resolves once they and the actual stay clear");
@@ -232,7 +236,7 @@
     clear(body);
     if (!v.forecast.length) body.append(el("tr", {}, [el("td", { colspan: "6", text: "No forecast yet: run a cycle (artq run-cycle)." })]));
     for (const f of v.forecast) {
-      const breach = f.threshold !== null && f.value >= f.threshold;
+      const breach = crosses(v, f);
       const drivers = el("td", {}, f.drivers.slice(0, 2).map(([name, c]) =>
         el("span", { class: "driver" + (c < 0 ? " down" : ""), title: (c > 0 ? "+" : "") + c + " ms", text: name + " " + (c > 0 ? "↑" : "↓") })));
       body.append(el("tr", { class: breach ? "breach" : "" }, [
