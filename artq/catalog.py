@@ -76,9 +76,13 @@ def parse_metric_path(path: str) -> tuple[str, Metric] | None:
     return None
 
 
+def server_slug(server: str) -> str:
+    """The part of a column name that names a tier: ``ABPServer3`` → ``abpserver3``."""
+    return re.sub(r"[^0-9a-z]+", "_", server.lower()).strip("_")
+
+
 def series_name(metric_key: str, server: str) -> str:
     """Column name of one hourly series in the wide frame: ``art`` (main), ``cpm_abpserver3``."""
     if server == MAIN:
         return metric_key
-    slug = re.sub(r"[^0-9a-z]+", "_", server.lower()).strip("_")
-    return f"{metric_key}_{slug}"
+    return f"{metric_key}_{server_slug(server)}"

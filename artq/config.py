@@ -262,6 +262,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "ARTQ_SOURCE_CLIENT_SECRET": ("source", "client_secret"),
     "ARTQ_SOURCE_USERNAME": ("source", "username"),
     "ARTQ_SOURCE_PASSWORD": ("source", "password"),
+    "ARTQ_ALERTS_WEBHOOK_URL": ("alerts", "webhook_url"),
 }
 
 

@@ -137,6 +137,8 @@ def backfill_and_train(settings: Settings, days: int = 21):
 
 def write_config(path, settings: Settings) -> str:
     """Write ``settings`` as an artq.yml that worker processes load through ARTQ_CONFIG."""
+    from dataclasses import asdict
+
     import yaml
 
     data = {
@@ -147,6 +149,8 @@ def write_config(path, settings: Settings) -> str:
         "celery": {k: v for k, v in vars(settings.celery).items() if v is not None},
         "forecast": vars(settings.forecast),
         "backfill_days": settings.backfill_days,
+        "alerts": asdict(settings.alerts),
+        "operations": asdict(settings.operations),
     }
     path.write_text(yaml.safe_dump(data))
     return str(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from artq.catalog import TARGET_METRIC
+from artq.catalog import TARGET_METRIC, server_slug
 from artq.errors import NotEnoughData
 from artq.pipeline.runtime import Runtime
 from artq.storage import repository as repo
@@ -16,7 +16,7 @@ def train_step(rt: Runtime, application: str, *, tune: bool | None = None, until
     """Train on the last ``training_days`` before ``until`` (default: now) and register a version."""
     from artq.forecasting import registry, train_bundle
 
-    rt.settings.application(application)
+    app = rt.settings.application(application)
     fs = rt.settings.forecast
     end = until or last_complete_hour()
     start = end - timedelta(days=fs.training_days) + timedelta(hours=1)
@@ -30,7 +30,8 @@ def train_step(rt: Runtime, application: str, *, tune: bool | None = None, until
             f"Run `artq backfill --app {application} --days {max(fs.min_training_hours // 24 + 1, 14)}` first."
         )
     frame = frame.loc[frame[TARGET_METRIC].first_valid_index():]
-    bundle = train_bundle(frame, target=TARGET_METRIC, settings=fs, tune=bool(fs.tune_trials) if tune is None else tune, progress=progress)
+    bundle = train_bundle(frame, target=TARGET_METRIC, settings=fs, tune=bool(fs.tune_trials) if tune is None else tune,
+                          progress=progress, tier_names={server_slug(t): t for t in app.tiers})
     info, promoted, reason = registry.register(bundle, rt.settings.models_dir, application)
     with rt.db.session() as s:
         repo.record_model_version(
