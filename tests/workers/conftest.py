@@ -66,7 +66,12 @@ def wait_for_workers(broker_url: str, names: list[str], timeout_s: float = 60) -
     seen: set[str] = set()
     try:
         while time.monotonic() < deadline:
-            for reply in probe.control.ping(timeout=1.0) or []:
+            try:
+                replies = probe.control.ping(timeout=1.0) or []
+            except probe.connection_for_read().connection_errors:  # Redis restarted under us: ask again
+                time.sleep(0.5)
+                continue
+            for reply in replies:
                 seen.update(reply)
             if set(names) <= seen:
                 return
