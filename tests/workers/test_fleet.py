@@ -39,14 +39,17 @@ def make_fleet(cycle_env, ghost: bool = False) -> list[str]:
 
 
 def test_fleet_steps_give_the_single_cycle_forecasts(cycle_env):
-    from artq.pipeline.fleet import fleet_fetch_step, fleet_predict_step, fleet_refresh_step
+    from artq.pipeline.fleet import (
+        begin_runs,
+        fleet_fetch_step,
+        fleet_predict_step,
+        fleet_refresh_step,
+    )
 
     names = make_fleet(cycle_env)
     rt = Runtime(cycle_env.settings)
     t0 = cycle_env.t0
     try:
-        from artq.pipeline.fleet import begin_runs
-
         begin_runs(rt, names, t0, "test")
         payload = fleet_fetch_step(rt, names, t0)
         results = [fleet_predict_step(rt, payload, h) for h in range(1, 7)]
