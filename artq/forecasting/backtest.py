@@ -120,7 +120,7 @@ class BacktestReport:
         table = Table(title=f"Backtest of {self.target!r}: {self.test_hours} origins, refit every {self.refit_every} h")
         for col in ("model", "horizon", "MAE", "RMSE", "MASE", "coverage", "spike P", "spike R"):
             table.add_column(col, justify="right" if col not in ("model",) else "left")
-        fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+        fmt = lambda v: "-" if v is None else f"{v:.3g}"
         labels = {"artq": "artq", "seasonal_naive_24": "snaive24", "seasonal_naive_168": "snaive168"}
         for name, m in self.metrics.items():
             for h, hm in [*m["horizons"].items(), ("all", {"mae": m["mean_mae"], "rmse": m["mean_rmse"],

@@ -18,7 +18,12 @@ import xgboost as xgb
 from artq.config import ForecastSettings
 from artq.errors import InputError, ModelError, NotEnoughData
 from artq.forecasting.explain import feature_group, group_contributions
-from artq.forecasting.features import FeatureBuilder, check_frame, ensure_rows, history_hours_needed
+from artq.forecasting.features import (
+    FeatureBuilder,
+    check_frame,
+    ensure_rows,
+    history_hours_needed,
+)
 from artq.forecasting.intervals import ConformalInterval
 from artq.forecasting.transforms import TargetTransform, candidates
 from artq.forecasting.tuning import Member, fit_final, select
@@ -256,19 +261,19 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
             "mase": float(np.nanmean(np.abs(err)) / snaive_scale) if snaive_scale > 0 else float("nan"),
             "seasonal_naive_24_mae": float(np.nanmean(np.abs(y_val - naive))),
             "transform": "+".join(m.transform.name + ("(naive)" if m.n_rounds == 0 else "") for m in members),
-            "validation_rows": int(len(y_val)),
+            "validation_rows": len(y_val),
             "validation_start": X_val.index[0].isoformat(),
         }
     if progress and done < steps:
         progress("done", steps, steps)
-    mean = lambda k: float(np.mean([m[k] for m in per_h.values()]))  # noqa: E731
+    mean = lambda k: float(np.mean([m[k] for m in per_h.values()]))
     bundle.metrics_ = {
         "mean_mae": mean("mae"), "mean_rmse": mean("rmse"), "mean_mase": mean("mase"),
         "seasonal_naive_24_mean_mae": mean("seasonal_naive_24_mae"), "horizons": per_h,
     }
     win = frame.loc[in_window]
     bundle.training_window_ = {"start": win.index[0].isoformat(), "end": win.index[-1].isoformat(),
-                               "rows": int(len(win)), "target_rows": int(y_window.notna().sum())}
+                               "rows": len(win), "target_rows": int(y_window.notna().sum())}
     bundle.input_ranges_ = {c: _ranges(win[c]) for c in [target, *cols]}
     bundle.spike_threshold_ = float(np.nanquantile(y_window, 0.95))
     return bundle

@@ -9,9 +9,9 @@ intervals. Never a random split.
 
 Budget per horizon: one fit per candidate transform (at most 6) with the default parameters,
 then ``trials`` random parameter sets (seeded) with the chosen transform, each one fit; all on
-the most recent ``SELECTION_ROWS`` origins (120 days) of the training window, so selection costs
-the same for a year of history as for four months. The final model is refitted on the whole
-window.
+the most recent ``SELECTION_ROWS`` origins (90 days, the default training window), so
+selection costs the same for a year of history as for three months. The final model is refitted
+on the whole window.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ DEFAULT_PARAMS: dict = {
     "max_bin": 64,
 }
 MAX_ROUNDS = 800
-SELECTION_ROWS = 24 * 120  # model selection looks at the most recent 120 days of origins at most
+SELECTION_ROWS = 24 * 90  # model selection looks at the most recent 90 days of origins at most
 EARLY_STOPPING = 40
 MIN_FIT_ROWS = 24  # a transform with fewer rows to learn from is not fitted
 NTHREAD: int | None = None  # None: decided per fit by `_threads`

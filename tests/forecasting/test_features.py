@@ -5,7 +5,12 @@ from pandas.testing import assert_frame_equal
 
 from artq.errors import InputError
 from artq.forecasting.explain import feature_group
-from artq.forecasting.features import FeatureBuilder, check_frame, history_hours_needed, split_column
+from artq.forecasting.features import (
+    FeatureBuilder,
+    check_frame,
+    history_hours_needed,
+    split_column,
+)
 
 EXOG = ["cpm", "epm", "cpm_s1", "art_s1", "epm_s1", "cpm_s2", "art_s2", "epm_s2"]
 

@@ -70,7 +70,7 @@ def test_champion_challenger_keeps_the_better_model(bundle, models_dir):
     first, promoted, reason = registry.register(_with_mase(bundle, 0.5), models_dir, "ABP")
     assert promoted and registry.champion(models_dir, "ABP") == first.version
     assert reason.startswith("promoted: first version")
-    worse, promoted, reason = registry.register(_with_mase(bundle, 0.7), models_dir, "ABP")
+    _, promoted, reason = registry.register(_with_mase(bundle, 0.7), models_dir, "ABP")
     assert not promoted
     assert reason == "kept, not promoted: validation MASE 0.7 does not beat champion v0001's 0.5."
     assert registry.champion(models_dir, "ABP") == "v0001"
@@ -83,7 +83,7 @@ def test_champion_challenger_keeps_the_better_model(bundle, models_dir):
 def test_challenger_that_loses_to_seasonal_naive_is_kept_not_promoted(bundle, models_dir):
     b = copy.copy(bundle)
     b.metrics_ = {**bundle.metrics_, "mean_mae": 99.0, "seasonal_naive_24_mean_mae": 50.0}
-    info, promoted, reason = registry.register(b, models_dir, "ABP")
+    _, promoted, reason = registry.register(b, models_dir, "ABP")
     assert not promoted and registry.champion(models_dir, "ABP") is None
     assert reason == "kept, not promoted: validation MAE 99 does not beat seasonal-naive-24 MAE 50 on the same hours."
 
