@@ -134,7 +134,7 @@ def reconcile() -> dict:
     return run_reconcile(get_runtime(), restart=restart_cycle)
 
 
-@app.task(name="artq.model.train", acks_late=True, reject_on_worker_lost=True,
-          soft_time_limit=TRAIN_TIME_LIMIT_S - 60, time_limit=TRAIN_TIME_LIMIT_S)
+@app.task(name="artq.model.train", acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT,
+          retry_backoff=30, max_retries=3, soft_time_limit=TRAIN_TIME_LIMIT_S - 60, time_limit=TRAIN_TIME_LIMIT_S)
 def train(application: str, tune: bool | None = None) -> dict:
     return train_step(get_runtime(), application, tune=tune)
