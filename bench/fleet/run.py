@@ -172,24 +172,57 @@ def wait_fleet(db, origin, n: int, timeout_s: float = 900) -> float:
     raise SystemExit(f"fleet cycle of {origin} not done after {timeout_s} s")
 
 
-def fleet_cycle(db, origin, n: int) -> dict:
-    from artq.storage.models import Forecast, PipelineRun
+def cpu_seconds(procs: list[subprocess.Popen]) -> float:
+    """User + system CPU of the worker process groups (main processes and pool children), from /proc."""
+    groups = {p.pid for p in procs}
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in groups:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def mariadb_cpu_seconds() -> float | None:
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "mariadbd":
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            continue
+    return None
+
+
+def fleet_cycle(db, origin, n: int, workers: list[subprocess.Popen] | None = None) -> dict:
+    from artq.storage.models import Forecast, Observation, PipelineRun
     from workers.canvas import dispatch_cycles
 
-    with db.session() as s:  # a re-run of the bench (--reuse) times a real cycle, not a skip
+    with db.session() as s:  # a re-run of the bench (--reuse) times a real cycle, not a skip:
         s.execute(sa.delete(PipelineRun).where(PipelineRun.origin == origin))
         s.execute(sa.delete(Forecast).where(Forecast.origin == origin))
+        s.execute(sa.delete(Observation).where(Observation.hour >= origin))  # every fetch pulls its new hour
+    cpu0, db0, own0 = cpu_seconds(workers or []), mariadb_cpu_seconds(), sum(os.times()[:2])
     began = time.perf_counter()
     report = dispatch_cycles(origin, trigger="bench")
     sent = time.perf_counter()
     ended = wait_fleet(db, origin, n)
+    cpu1, db1, own1 = cpu_seconds(workers or []), mariadb_cpu_seconds(), sum(os.times()[:2])
     with db.session() as s:
         statuses = dict(s.execute(sa.select(PipelineRun.status, sa.func.count()).where(PipelineRun.origin == origin)
                                   .group_by(PipelineRun.status)).all())
         forecasts = s.scalar(sa.select(sa.func.count()).select_from(Forecast).where(Forecast.origin == origin))
     return {"origin": origin.isoformat(), "applications": n, "batches": report["batches"],
             "seconds": round(ended - began, 1), "dispatch_s": round(sent - began, 2), "statuses": statuses,
-            "forecast_rows": forecasts}
+            "forecast_rows": forecasts,
+            # CPU actually spent, to tell a slow design from a busy machine
+            "cpu_s": {"workers": round(cpu1 - cpu0, 1), "mariadb": round(db1 - db0, 1) if db0 is not None else None,
+                      "simulator_and_bench": round(own1 - own0, 1)}}
 
 
 def single_app(settings, name: str, origin, repeats: int) -> dict:
@@ -280,10 +313,11 @@ def main() -> None:
             log(f"{args.apps} applications, {args.workers} workers (-c 1), batches of {args.batch}; model {version}")
             cold = warm = None
             if not args.skip_fleet:
-                cold = fleet_cycle(db, t0 - HOUR, args.apps)
+                cold = fleet_cycle(db, t0 - HOUR, args.apps, workers)
                 log(f"cold cycle (models loaded by each worker): {cold['seconds']} s  {cold['statuses']}")
-                warm = fleet_cycle(db, t0, args.apps)
-                log(f"warm cycle: {warm['seconds']} s  {warm['statuses']}  forecast rows {warm['forecast_rows']}")
+                warm = fleet_cycle(db, t0, args.apps, workers)
+                log(f"warm cycle: {warm['seconds']} s  {warm['statuses']}  forecast rows {warm['forecast_rows']}  "
+                    f"CPU {warm['cpu_s']}")
             single = single_app(settings, names[0], t0, args.repeats)
             log(f"one application: through Celery {single['celery']['median_s']} s, "
                 f"in-process {single['in_process']['median_s']} s (median of {args.repeats})")
