@@ -32,4 +32,10 @@ def build_beat_schedule(settings: Settings) -> dict:
             "schedule": crontab(minute=30, hour=2, day_of_week="sun"),
             "args": (app.name,),
         }
+        # drift and staleness: retrains between the weekly runs when the world moved
+        schedule[f"artq-daily-drift-{app.name}"] = {
+            "task": "artq.model.drift",
+            "schedule": crontab(minute=40, hour=1),
+            "args": (app.name,),
+        }
     return schedule

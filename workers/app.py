@@ -29,6 +29,7 @@ TASK_ROUTES = {
     "artq.fleet.refresh": {"queue": "refresh", "routing_key": "refresh"},
     "artq.ops.reconcile": {"queue": "refresh", "routing_key": "refresh"},
     "artq.model.train": {"queue": "train", "routing_key": "train"},
+    "artq.model.drift": {"queue": "train", "routing_key": "train"},
 }
 
 TRAIN_TIME_LIMIT_S = 3600

@@ -138,3 +138,15 @@ def reconcile() -> dict:
           retry_backoff=30, max_retries=3, soft_time_limit=TRAIN_TIME_LIMIT_S - 60, time_limit=TRAIN_TIME_LIMIT_S)
 def train(application: str, tune: bool | None = None) -> dict:
     return train_step(get_runtime(), application, tune=tune)
+
+
+@app.task(name="artq.model.drift", acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT,
+          retry_backoff=30, max_retries=3, soft_time_limit=540, time_limit=600)
+def drift(application: str) -> dict:
+    """Beat's daily check: queue a retrain when errors or inputs drifted, or the model is stale."""
+    from artq.pipeline.drift import drift_step
+
+    out = drift_step(get_runtime(), application)
+    if out["drifted"]:
+        out["train_task"] = train.delay(application).id
+    return out

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from artq.errors import ModelError
 from artq.pipeline.runtime import Runtime
 from artq.storage import repository as repo
 from artq.storage.db import upsert
@@ -26,7 +27,10 @@ def drift_step(rt: Runtime, application: str, now: datetime | None = None) -> di
 
     rt.settings.application(application)
     t0 = as_utc(now) if now else last_complete_hour()
-    bundle, version = rt.champion(application)
+    try:
+        bundle, version = rt.champion(application)
+    except ModelError as exc:  # nothing to compare with: a first model is what is needed
+        return {"application": application, "model_version": None, "drifted": True, "reasons": [str(exc)], "recent_mae": {}}
     since = t0 - timedelta(hours=RECENT_HOURS)
     with rt.db.session() as s:
         frame = repo.load_frame(s, application, t0 - timedelta(days=14), t0)
