@@ -102,7 +102,9 @@ class SimulatorServer:
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        # at interpreter exit the daemon thread may be gone already: shutdown() would wait forever
+        if self._thread and self._thread.is_alive():
+            self.httpd.shutdown()
         self.httpd.server_close()
         if self._thread:
             self._thread.join(timeout=5)
