@@ -78,11 +78,26 @@ def load_actual_art(session: Session, application: str, start: datetime, end: da
     return {as_utc(h): float(v) for h, v in rows}
 
 
+class BandSet:
+    """The bands of every target hour of one origin: history is scanned once, not once per horizon."""
+
+    def __init__(self, history: Mapping[datetime, float], origin: datetime):
+        past = sorted((h, v) for h, v in history.items() if h <= origin)
+        self._hours = [h for h, _ in past]
+        self._values = np.array([v for _, v in past], dtype=float)
+        age = np.array([(origin - h) / timedelta(hours=1) for h in self._hours], dtype=float)
+        self._how = np.array([h.weekday() * 24 + h.hour for h in self._hours], dtype=int)
+        self._recent_weeks = age < HOUR_OF_WEEK_WEEKS * 7 * 24
+        self._fixed = {
+            "7d": band_of("7d", self._values[age < 7 * 24]),
+            "30d": band_of("30d", self._values[age < 30 * 24]),
+        }
+
+    def for_hour(self, hour: datetime) -> dict[str, Band]:
+        same = self._recent_weeks & (self._how == hour.weekday() * 24 + hour.hour)
+        return {**self._fixed, "hour_of_week": band_of("hour_of_week", self._values[same])}
+
+
 def bands_for(history: Mapping[datetime, float], origin: datetime, hour: datetime) -> dict[str, Band]:
     """The three bands for a forecast of ``hour`` made at ``origin`` (history at or before origin only)."""
-    past = {h: v for h, v in history.items() if h <= origin}
-    last7 = [v for h, v in past.items() if h > origin - timedelta(days=7)]
-    last30 = [v for h, v in past.items() if h > origin - timedelta(days=30)]
-    since = origin - timedelta(weeks=HOUR_OF_WEEK_WEEKS)
-    how = [v for h, v in past.items() if h > since and h.weekday() == hour.weekday() and h.hour == hour.hour]
-    return {"7d": band_of("7d", last7), "30d": band_of("30d", last30), "hour_of_week": band_of("hour_of_week", how)}
+    return BandSet(history, origin).for_hour(hour)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from artq.config import Settings
 from artq.dashboard.alerts import Point, evaluate_alerts, rule_for
-from artq.dashboard.bands import HISTORY_DAYS, PERIODS, bands_for, load_actual_art
+from artq.dashboard.bands import HISTORY_DAYS, PERIODS, BandSet, load_actual_art
 from artq.dashboard.labels import label_drivers
 from artq.dashboard.notify import notify_after_commit
 from artq.storage import repository as repo
@@ -37,7 +37,7 @@ from artq.storage.models import (
 )
 from artq.timeutil import as_utc, utcnow
 
-FORECAST_ACTUAL_DAYS = 14  # how far back forecast-vs-actual rows are (re)computed
+LATE_ACTUAL_HOURS = 48 + 6  # late data is asked for again up to 48 h back; targets run 6 h ahead
 ACCURACY_PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 TOP_DRIVERS = 5
 
@@ -56,17 +56,19 @@ def refresh_dashboard(session: Session, settings: Settings, application: str, or
         ],
         keys=("application", "horizon"),
     )
-    pairs = _refresh_forecast_actual(session, application, origin, now)
-    accuracy = _refresh_accuracy(session, application, origin, pairs, now)
+    nominal = _refresh_forecast_actual(session, application, origin, now)
+    session.flush()
+    accuracy = _refresh_accuracy(session, application, origin, nominal, now)
 
     history = load_actual_art(session, application, origin - timedelta(days=HISTORY_DAYS), origin)
     rule = rule_for(settings, application)
     tiers = settings.application(application).tiers
+    band_set = BandSet(history, origin)
     points = []
     band_rows = []
     for f in latest:
         target = as_utc(f.target_hour)
-        bands = bands_for(history, origin, target)
+        bands = band_set.for_hour(target)
         threshold = rule.threshold(bands)
         points.append(Point(f.horizon, target, f.value, f.upper, threshold, label_drivers(f.drivers, tiers)))
         for period in PERIODS:
@@ -80,28 +82,40 @@ def refresh_dashboard(session: Session, settings: Settings, application: str, or
     drivers = _refresh_drivers(session, application, origin, latest, tiers, now)
 
     actual = history.get(origin)
-    actual_threshold = rule.threshold(bands_for(history, origin, origin))
+    actual_threshold = rule.threshold(band_set.for_hour(origin))
     alert = evaluate_alerts(session, settings, application, origin, points, actual, actual_threshold, now)
     active = _refresh_active_alerts(session, application, now)
     notify = notify_after_commit(session, settings, application, now)
     return {
-        "latest_rows": len(latest), "forecast_actual_rows": len(pairs),
-        "with_actual": sum(p["actual"] is not None for p in pairs), "accuracy_rows": accuracy,
+        "latest_rows": len(latest), "accuracy_rows": accuracy,
         "band_rows": len(band_rows), "driver_rows": drivers, "alert": alert, "webhook_scheduled": notify,
         "active_alerts": active,
     }
 
 
-def _refresh_forecast_actual(session: Session, application: str, origin: datetime, now: datetime) -> list[dict[str, Any]]:
-    """Every forecast of the last days against its actual, when the actual has arrived."""
-    since = origin - timedelta(days=FORECAST_ACTUAL_DAYS)
-    past = list(session.scalars(
-        select(Forecast).where(Forecast.application == application, Forecast.origin >= since, Forecast.origin <= origin)
+def _refresh_forecast_actual(session: Session, application: str, origin: datetime, now: datetime) -> float | None:
+    """Forecast against actual for target hours whose actual may still arrive or change.
+
+    Only the last ``LATE_ACTUAL_HOURS`` of target hours can change (ingest asks the source again
+    for hours it had no data for, up to 48 h back), and only rows that differ are written: a fleet
+    refresh then writes a handful of rows per application instead of two weeks of them.
+    Returns the nominal coverage of those forecasts (for the accuracy table).
+    """
+    since = origin - timedelta(hours=LATE_ACTUAL_HOURS)
+    recent = list(session.scalars(
+        select(Forecast).where(Forecast.application == application, Forecast.target_hour > since, Forecast.origin <= origin)
     ))
-    actual = repo.actuals(session, application, [as_utc(f.target_hour) for f in past])
+    actual = repo.actuals(session, application, [as_utc(f.target_hour) for f in recent])
+    stored = {
+        (as_utc(r.origin), r.horizon): (r.forecast, r.lower, r.upper, r.actual)
+        for r in session.scalars(select(DashboardForecastActual).where(
+            DashboardForecastActual.application == application, DashboardForecastActual.target_hour > since))
+    }
     rows = []
-    for f in past:
+    for f in recent:
         a = actual.get(as_utc(f.target_hour))
+        if stored.get((as_utc(f.origin), f.horizon)) == (f.value, f.lower, f.upper, a):
+            continue
         inside = None if a is None or f.lower is None or f.upper is None else bool(f.lower <= a <= f.upper)
         rows.append(
             dict(application=application, origin=as_utc(f.origin), horizon=f.horizon, target_hour=as_utc(f.target_hour),
@@ -109,30 +123,37 @@ def _refresh_forecast_actual(session: Session, application: str, origin: datetim
                  abs_error=None if a is None else abs(a - f.value), inside_interval=inside, updated_at=now)
         )
     upsert(session, DashboardForecastActual.__table__, rows, keys=("application", "origin", "horizon"))
-    # the nominal coverage is not a column of forecast-vs-actual; keep it beside the row for accuracy
-    for row, f in zip(rows, past, strict=True):
-        row["_coverage"] = f.coverage
-    return rows
+    return _mean([f.coverage for f in recent if f.coverage is not None])
 
 
 def _mean(values: Sequence[float]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
-def _refresh_accuracy(session: Session, application: str, origin: datetime, pairs: list[dict[str, Any]], now: datetime) -> int:
+def _refresh_accuracy(session: Session, application: str, origin: datetime, nominal: float | None, now: datetime) -> int:
     """MAE, MAPE, bias and interval coverage per horizon over target hours in (origin - period, origin]."""
+    longest = max(ACCURACY_PERIODS.values())
+    pairs = session.execute(
+        select(DashboardForecastActual.horizon, DashboardForecastActual.target_hour, DashboardForecastActual.forecast,
+               DashboardForecastActual.actual, DashboardForecastActual.inside_interval).where(
+            DashboardForecastActual.application == application,
+            DashboardForecastActual.target_hour > origin - longest,
+            DashboardForecastActual.target_hour <= origin,
+            DashboardForecastActual.actual.is_not(None),
+        )
+    ).all()
     rows = []
     for period, span in ACCURACY_PERIODS.items():
         for h in range(1, 7):
-            sel = [p for p in pairs if p["horizon"] == h and p["actual"] is not None and origin - span < p["target_hour"] <= origin]
-            errors = [p["forecast"] - p["actual"] for p in sel]
-            inside = [p["inside_interval"] for p in sel if p["inside_interval"] is not None]
+            sel = [p for p in pairs if p.horizon == h and as_utc(p.target_hour) > origin - span]
+            errors = [p.forecast - p.actual for p in sel]
+            inside = [p.inside_interval for p in sel if p.inside_interval is not None]
             rows.append(dict(
                 application=application, period=period, horizon=h, as_of=origin, n=len(sel),
                 mae=_mean([abs(e) for e in errors]),
-                mape=_mean([abs(p["forecast"] - p["actual"]) / p["actual"] for p in sel if p["actual"] > 0]),
+                mape=_mean([abs(p.forecast - p.actual) / p.actual for p in sel if p.actual > 0]),
                 bias=_mean(errors), n_interval=len(inside), coverage=_mean([float(i) for i in inside]),
-                nominal_coverage=_mean([p["_coverage"] for p in sel if p["_coverage"] is not None]), updated_at=now,
+                nominal_coverage=nominal if sel else None, updated_at=now,
             ))
     upsert(session, DashboardAccuracy.__table__, rows, keys=("application", "period", "horizon"))
     return len(rows)
