@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,12 +39,12 @@ def _isolated_home(tmp_path_factory, monkeypatch) -> None:
     monkeypatch.setenv("ARTQ_HOME", str(tmp_path_factory.mktemp("artq-home")))
 
 
-@pytest.fixture
-def mariadb_url() -> Iterator[str]:
-    """A fresh, empty MariaDB database (dropped afterwards); URL in ``mysql+mysqldb://`` form."""
+@contextmanager
+def scratch_database(prefix: str = "artq_test") -> Iterator[str]:
+    """Create an empty MariaDB database named ``<prefix>_<random>``, yield its name, drop it after."""
     import sqlalchemy as sa
 
-    name = f"artq_test_{secrets.token_hex(4)}"
+    name = f"{prefix}_{secrets.token_hex(4)}"
     admin = sa.create_engine(MARIADB_ADMIN_URL)
     try:
         with admin.connect() as conn:
@@ -52,11 +53,18 @@ def mariadb_url() -> Iterator[str]:
         admin.dispose()
         service_missing("MariaDB", exc)
     try:
-        yield f"{MARIADB_ADMIN_URL}/{name}"
+        yield name
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
         admin.dispose()
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """A fresh, empty MariaDB database (dropped afterwards); URL in ``mysql+mysqldb://`` form."""
+    with scratch_database() as name:
+        yield f"{MARIADB_ADMIN_URL}/{name}"
 
 
 @pytest.fixture

@@ -257,7 +257,7 @@ def test_image_environment_runs_every_role_from_its_wheels_alone(tmp_path):
     where = run([str(venv / "bin" / "python"), "-c", "import workers, artq; print(workers.__file__, artq.__file__)"], cwd=home, env=env)
     assert str(ROOT) not in where and str(venv) in where, where
     run(["celery", "-A", "workers", "report"], cwd=home, env=env)
-    for service, argv in sorted(_artq_services().items()):
+    for _service, argv in sorted(_artq_services().items()):
         if argv[0] == "celery":
             _, sub, _ = _split_celery(argv)
             run(["celery", "-A", "workers", sub, "--help"], cwd=home, env=env)

@@ -94,9 +94,8 @@ def test_reopened_run_counts_attempts_and_merges_task_ids(any_db_url):
 
 def test_naive_datetimes_are_refused_at_the_storage_boundary(any_db_url):
     db = open_database(any_db_url)
-    with pytest.raises(Exception, match="naive datetime"):
-        with db.session() as s:
-            repo.store_observations(s, "ABP", [HourlyValue("main", "art", datetime(2026, 11, 1), 1.0)])
+    with pytest.raises(Exception, match="naive datetime"), db.session() as s:
+        repo.store_observations(s, "ABP", [HourlyValue("main", "art", datetime(2026, 11, 1), 1.0)])
     db.dispose()
 
 

@@ -136,37 +136,21 @@ def _admin():
 @pytest.fixture(scope="session")
 def trained_template(tmp_path_factory, session_simulator):
     """A MariaDB database with 21 days of simulator history and a champion model, built once per session."""
-    import secrets
-
-    import sqlalchemy as sa
-
     from artq.storage import migrate
     from tests.conftest import (
         MARIADB_ADMIN_URL,
         backfill_and_train,
         make_settings,
-        service_missing,
+        scratch_database,
     )
 
-    name = f"artq_tmpl_{secrets.token_hex(4)}"
-    admin = _admin()
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        service_missing("MariaDB", exc)
-    home = tmp_path_factory.mktemp("template")
-    try:
+    with scratch_database("artq_tmpl") as name:
+        home = tmp_path_factory.mktemp("template")
         settings = make_settings(home, database_url=f"{MARIADB_ADMIN_URL}/{name}", url=session_simulator.url)
         migrate(settings.database_url)
         t0, trained = backfill_and_train(settings)
         assert trained["promoted"]
         yield name, t0, settings.models_dir
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
 
 
 def clone_database(template: str, name: str) -> None:
