@@ -15,8 +15,15 @@ from artq.forecasting.explain import feature_group, group_contributions
 from artq.forecasting.model import ModelBundle
 
 
-def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int) -> list[dict[str, Any]]:
+def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int,
+                 recent: list[np.ndarray | None] | None = None) -> list[dict[str, Any]]:
     """:meth:`ModelBundle.predict` for many applications, each with its own model, same arithmetic.
+
+    ``recent[i]``, when given, holds application ``i``'s recent out-of-sample (actual, forecast)
+    pairs of this horizon in original units, oldest first: the model's own forecasts of hours
+    after its training window and at or before the origin. Their residuals slide into the
+    conformal calibration window (:meth:`ConformalInterval.bounds_with`), as in
+    :meth:`ModelBundle.predict_frame`.
 
     Each application's boosters predict its own row (from a NumPy DMatrix: 0.1 ms instead of the
     13-20 ms of a pandas one); the target transform's decoding, the interval and the grouping of
@@ -50,13 +57,24 @@ def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int) -> l
             total += contribs[j] * unit[:, None] / n_members
         for k, i in enumerate(idx):
             bundle = bundles[i]
-            lo, hi = bundle.intervals_[horizon].bounds(scale.fwd(value[k : k + 1]))
+            pairs = None if recent is None else recent[i]
+            residuals = recent_residuals(scale, pairs)
+            lo, hi = bundle.intervals_[horizon].bounds_with(float(scale.fwd(value[k : k + 1])[0]), residuals)
             out.append({
-                "application": X.index[i], "value": float(value[k]), "lower": float(np.asarray(scale.inv(lo))[0]),
-                "upper": float(np.asarray(scale.inv(hi))[0]), "coverage": float(bundle.coverage),
+                "application": X.index[i], "value": float(value[k]), "lower": float(np.asarray(scale.inv(lo))),
+                "upper": float(np.asarray(scale.inv(hi))), "coverage": float(bundle.coverage),
                 "drivers": [[g, float(c)] for g, c in group_contributions(total[k], _groups(bundle), 1.0)][:8],
             })
     return out
+
+
+def recent_residuals(scale, pairs: np.ndarray | None) -> np.ndarray:
+    """Residuals ``s(actual) - s(forecast)`` in the transform's scale, finite ones only, oldest first."""
+    if pairs is None or len(pairs) == 0:
+        return np.empty(0)
+    p = np.asarray(pairs, dtype=float).reshape(-1, 2)
+    r = scale.fwd(p[:, 0]) - scale.fwd(p[:, 1])
+    return r[np.isfinite(r)]
 
 
 def _groups(bundle) -> list[str]:

@@ -23,6 +23,10 @@ from artq.errors import InputError, NotEnoughData
 FEATURES_VERSION = 1
 LOOKBACK_HOURS = 168
 """Oldest row any feature reads, counted back from the origin (last week, 168-hour windows)."""
+TARGET_LOOKBACK_HOURS = LOOKBACK_HOURS
+"""Hours before the origin that the target's features read (the batch cycle loads this many)."""
+EXOG_LOOKBACK_HOURS = 24
+"""Hours before the origin that any other series' features read (lags 0-1, 3/6/24-hour windows, 24-hour deltas)."""
 
 TARGET_LAGS = (0, 1, 2, 3, 4, 5, 11, 23)
 TARGET_WINDOWS = (3, 6, 24, 168)
