@@ -20,6 +20,7 @@ from rich.table import Table
 
 from artq.config import Settings, load_settings
 from artq.errors import InputError
+from artq.redaction import mask_url
 from artq.timeutil import last_complete_hour, parse_hour, utcnow
 
 console = Console()
@@ -188,7 +189,7 @@ def demo(
     t0 = last_complete_hour()
     rt = _runtime(settings)
     try:
-        console.print(f"[bold]artq demo[/]: application {name}, source {'simulator' if not settings.source.url else settings.source.url}")
+        console.print(f"[bold]artq demo[/]: application {name}, source {'simulator' if not settings.source.url else mask_url(settings.source.url)}")
         with rt.db.session() as s:
             have = repo.latest_observed_hour(s, name)
         first = t0 + timedelta(hours=1) - timedelta(days=days)

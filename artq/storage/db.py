@@ -9,20 +9,19 @@ from typing import Any
 
 from sqlalchemy import Table, create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from artq.errors import ConfigError, StorageError
+from artq.redaction import mask_url, redact, url_password
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
     """An engine tuned per backend; SQLite files get WAL and a busy timeout for concurrent readers."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(f"`database_url` is not a valid SQLAlchemy URL: {url!r}.") from None
+    check_url(url)
+    parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +37,23 @@ def make_engine(url: str) -> Engine:
         return engine
     # pre_ping: a worker outlives MariaDB restarts; recycle below wait_timeout
     return create_engine(parsed, pool_pre_ping=True, pool_recycle=1800, pool_size=5, max_overflow=5)
+
+
+def check_url(url: str) -> None:
+    """Refuse a malformed database URL with a message that never shows its password."""
+    password = url_password(url) or ""
+    if "@" in password:  # the driver would take the tail for the host and print it in its error
+        raise ConfigError(
+            f"the password in `database_url` ({mask_url(url)}) contains an unescaped '@'. "
+            "Percent-encode it as %40 (and ':' as %3A, '/' as %2F)."
+        )
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"`database_url` is not a valid SQLAlchemy URL: {mask_url(url)!r}. "
+            "Expected dialect+driver://user:password@host/database, e.g. mysql+mysqldb://artq:PASSWORD@db/artq."
+        ) from None
 
 
 def alembic_config(url: str):
@@ -61,15 +77,16 @@ def migrate(url: str, revision: str = "head") -> str:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
             return MigrationContext.configure(conn).get_current_revision() or ""
-    except OperationalError as exc:
-        raise StorageError(f"cannot reach the database to migrate it: {_short(exc)}") from None
+    except DBAPIError as exc:
+        raise StorageError(f"cannot reach the database to migrate it: {_short(exc, url)}") from None
     finally:
         engine.dispose()
 
 
-def _short(exc: Exception) -> str:
+def _short(exc: Exception, url: str) -> str:
+    """The driver's first line, without the URL's password (drivers may echo parts of the URL)."""
     text = str(getattr(exc, "orig", exc)) or type(exc).__name__
-    return text.splitlines()[0][:300]
+    return redact(text.splitlines()[0][:300], [url_password(url) or ""])
 
 
 class Database:
@@ -79,6 +96,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"Database({mask_url(self.url)!r})"
 
     @property
     def dialect(self) -> str:
@@ -99,8 +119,8 @@ class Database:
         """Fail with a how-to-fix message if the database was never migrated."""
         try:
             tables = set(inspect(self.engine).get_table_names())
-        except OperationalError as exc:
-            raise StorageError(f"cannot reach the database: {_short(exc)}") from None
+        except DBAPIError as exc:
+            raise StorageError(f"cannot reach the database: {_short(exc, self.url)}") from None
         if "pipeline_runs" not in tables:
             raise StorageError(
                 f"the database at {make_url(self.url).render_as_string(hide_password=True)} has no artq "
