@@ -112,13 +112,31 @@ class ModelVersion(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     application: Mapped[str] = mapped_column(String(APP_LEN))
     version: Mapped[str] = mapped_column(String(VERSION_LEN))
-    status: Mapped[str] = mapped_column(String(16))  # champion | challenger | retired
+    # promoted | kept: the outcome of registration; which version serves is the `champions` row
+    status: Mapped[str] = mapped_column(String(16))
     path: Mapped[str] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     training_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     training_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     metrics: Mapped[Any] = mapped_column(JSON, nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # sha256 of every file of the version (metadata.json included): the integrity anchor lives
+    # here, outside the files it protects
+    sha256: Mapped[Any] = mapped_column(JSON, nullable=True)
+    # sha256 of the training data and settings: a retrain on the same inputs registers nothing
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Champion(Base):
+    """The one version that serves each application's forecasts; one row per application."""
+
+    __tablename__ = "champions"
+
+    application: Mapped[str] = mapped_column(String(APP_LEN), primary_key=True)
+    version: Mapped[str] = mapped_column(String(VERSION_LEN))
+    previous: Mapped[str | None] = mapped_column(String(VERSION_LEN), nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    promoted_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class PipelineRun(Base):
@@ -133,7 +151,7 @@ class PipelineRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     application: Mapped[str] = mapped_column(String(APP_LEN))
     origin: Mapped[datetime] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | partial | failed
+    status: Mapped[str] = mapped_column(String(16))  # artq.pipeline.runs.RunStatus
     trigger: Mapped[str] = mapped_column(String(32))  # beat | cli | demo | reconciler | ...
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
