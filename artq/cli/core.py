@@ -17,6 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from artq.config import Settings, load_settings
 from artq.errors import InputError
@@ -24,6 +25,11 @@ from artq.redaction import mask_url
 from artq.timeutil import last_complete_hour, parse_hour, utcnow
 
 console = Console()
+err_console = Console(stderr=True, highlight=False)
+
+# bounds of the CLI numbers: a typo is refused at once, not after minutes of work (or an overflow)
+MAX_DAYS = 3650
+MAX_TIMEOUT_S = 86400.0
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Path to artq.yml (default: $ARTQ_CONFIG, ./artq.yml, or the embedded defaults).")]
 AppOpt = Annotated[str, typer.Option("--app", "-a", help="Application name as configured (default: the first one).")]
@@ -61,7 +67,7 @@ def init_db(config: ConfigOpt = None) -> None:
 
 def backfill(
     app: AppOpt = "",
-    days: Annotated[Optional[int], typer.Option("--days", min=1, help="History to fetch, counted back from the last complete hour.")] = None,
+    days: Annotated[Optional[int], typer.Option("--days", min=1, max=MAX_DAYS, help="History to fetch, counted back from the last complete hour.")] = None,
     start: Annotated[Optional[str], typer.Option("--start", help="First hour to fetch (ISO 8601, UTC), e.g. 2026-11-01T00:00Z.")] = None,
     end: Annotated[Optional[str], typer.Option("--end", help="End hour, exclusive (default: the current hour).")] = None,
     config: ConfigOpt = None,
@@ -79,8 +85,15 @@ def backfill(
         raise InputError("give `--days N` or `--start HOUR` (with an optional `--end HOUR`).")
     if days is not None and start is not None:
         raise InputError("give either `--days` or `--start`, not both.")
-    stop = parse_hour(end, name="end") if end else last_complete_hour() + timedelta(hours=1)
+    now_end = last_complete_hour() + timedelta(hours=1)
+    stop = parse_hour(end, name="end") if end else now_end
+    if stop > now_end:
+        raise InputError(f"`--end` {stop:%Y-%m-%dT%H:00Z} is in the future; the last hour with data ends at {now_end:%Y-%m-%dT%H:00Z}.")
     first = parse_hour(start, name="start") if start else stop - timedelta(days=days or 0)
+    if first >= stop:
+        raise InputError(f"`--start` must be before `--end` ({stop:%Y-%m-%dT%H:00Z}). Got {first:%Y-%m-%dT%H:00Z}.")
+    if stop - first > timedelta(days=MAX_DAYS):
+        raise InputError(f"`--start` is more than {MAX_DAYS} days before `--end`; backfill at most {MAX_DAYS} days at a time.")
     migrate(settings.database_url)
     rt = _runtime(settings)
     try:
@@ -122,26 +135,60 @@ def run_cycle(
     app: AppOpt = "",
     origin: Annotated[Optional[str], typer.Option("--origin", help="Forecast origin hour (ISO 8601, UTC); default: the last complete hour.")] = None,
     celery: Annotated[bool, typer.Option("--celery", help="Send the canvas to the broker and wait for the chord (needs workers).")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the cycle.")] = 600,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, max=MAX_TIMEOUT_S, help="Seconds to wait for the cycle.")] = 600,
     config: ConfigOpt = None,
 ) -> None:
     """Run one hourly cycle: fetch, six horizon forecasts, dashboard refresh.
+
+    Exits 0 when all six horizons were forecast, 1 when any failed (the failed horizons and
+    their reasons are printed on stderr), 2 for a mistake in the command.
 
     Example: artq run-cycle --app ABP --origin 2026-11-26T08:00Z --celery
     """
     settings = _settings(config)
     name = _app_name(settings, app)
-    t0 = parse_hour(origin, name="origin") if origin else last_complete_hour()
+    t0 = check_origin(parse_hour(origin, name="origin")) if origin else last_complete_hour()
     out = _cycle(settings, name, t0, celery, timeout, trigger="cli")
     _print_forecasts(settings, name, t0, out)
+    _exit_on_failure(out)
+
+
+def check_origin(t0):
+    """An origin must be a complete hour: a future one has no data and would only record gaps."""
+    last = last_complete_hour()
+    if t0 > last:
+        raise InputError(f"`--origin` {t0:%Y-%m-%dT%H:00Z} is in the future; the last complete hour is "
+                         f"{last:%Y-%m-%dT%H:00Z}. Leave `--origin` out to forecast from it.")
+    return t0
+
+
+def _exit_on_failure(out: dict) -> None:
+    """Exit 1, naming the failed horizons, unless the cycle succeeded."""
+    status = out.get("status")
+    if status == "succeeded":
+        return
+    failed = out.get("failed") or {}
+    reasons = "; ".join(f"h{h}: {why}" for h, why in sorted(failed.items(), key=lambda kv: int(kv[0]))) or out.get("error") or "no reason recorded"
+    which = f"horizons {', '.join(sorted(failed, key=int))} failed" if failed else "the cycle failed"
+    err_console.print(Text(f"artq: cycle {status}: {which}: {reasons}"), soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _waiting_line(message: str) -> None:
+    err_console.print(Text(f"  … {message}"), soft_wrap=True)
 
 
 def _cycle(settings: Settings, name: str, t0, use_broker: bool, timeout: float, trigger: str) -> dict:
+    import inspect
+
     from workers.canvas import run_cycle as run
 
+    extra = {}
+    if "progress" in inspect.signature(run).parameters:  # the waiting lines arrive with the batched cycle
+        extra["progress"] = _waiting_line
     rt = _runtime(settings)
     try:
-        return run(rt, name, t0, use_broker=use_broker, trigger=trigger, timeout_s=timeout)
+        return run(rt, name, t0, use_broker=use_broker, trigger=trigger, timeout_s=timeout, **extra)
     finally:
         rt.close()
 
@@ -166,11 +213,11 @@ def _print_forecasts(settings: Settings, name: str, t0, out: dict) -> None:
         interval = f"{f.lower:.0f} – {f.upper:.0f}" if f.lower is not None else "-"
         table.add_row(f"+{f.horizon} h", f"{f.target_hour:%Y-%m-%d %H:00}", f"{f.value:.0f}", interval, f.model_version)
     console.print(table)
-    console.print(f"cycle {out.get('status')}: {len(out.get('horizons_ok', []))} of 6 horizons stored" + (f"; failed: {out['failed']}" if out.get("failed") else ""))
+    console.print(Text(f"cycle {out.get('status')}: {len(out.get('horizons_ok', []))} of 6 horizons stored"))
 
 
 def demo(
-    days: Annotated[int, typer.Option("--days", min=15, help="History to backfill from the simulator.")] = 60,
+    days: Annotated[int, typer.Option("--days", min=15, max=365, help="History to backfill from the simulator.")] = 60,
     config: ConfigOpt = None,
 ) -> None:
     """Run everything with no servers: simulator on loopback, backfill, train, one cycle, forecasts.
@@ -189,7 +236,7 @@ def demo(
     t0 = last_complete_hour()
     rt = _runtime(settings)
     try:
-        console.print(f"[bold]artq demo[/]: application {name}, source {'simulator' if not settings.source.url else mask_url(settings.source.url)}")
+        console.print(Text(f"artq demo: application {name}, source {'simulator' if not settings.source.url else mask_url(settings.source.url)}"))
         with rt.db.session() as s:
             have = repo.latest_observed_hour(s, name)
         first = t0 + timedelta(hours=1) - timedelta(days=days)
@@ -207,11 +254,15 @@ def demo(
         rt.close()
     out = _cycle(settings, name, t0, use_broker=False, timeout=600, trigger="demo")
     _print_forecasts(settings, name, t0, out)
-    console.print(f"data: {_safe_url(settings.database_url)}; models: {settings.models_dir}; took {time.perf_counter() - started:.1f} s (at {utcnow():%H:%M} UTC)")
+    console.print(Text(f"data: {_safe_url(settings.database_url)}; models: {settings.models_dir}; took {time.perf_counter() - started:.1f} s (at {utcnow():%H:%M} UTC)"))
+    console.print(Text("next: `artq serve` shows the dashboard and runs the cycle every hour (Ctrl-C stops)"))
+    _exit_on_failure(out)
 
 
-def status(app: AppOpt = "", limit: Annotated[int, typer.Option("--limit", min=1)] = 10, config: ConfigOpt = None) -> None:
+def status(app: AppOpt = "", limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 10, config: ConfigOpt = None) -> None:
     """Show the last cycles from the run table: status, step timings, error.
+
+    Step timings are fetch / predict / refresh in seconds; errors follow the table in full.
 
     Example: artq status --app ABP --limit 24
     """
@@ -225,13 +276,29 @@ def status(app: AppOpt = "", limit: Annotated[int, typer.Option("--limit", min=1
             runs = repo.recent_runs(s, settings.application(app).name if app else None, limit)
     finally:
         db.dispose()
-    table = Table(title="recent cycles")
-    for col in ("application", "origin (UTC)", "status", "trigger", "attempts", "fetch s", "predict s", "refresh s", "error"):
-        table.add_column(col)
+    print_runs(runs)
+
+
+def print_runs(runs) -> None:
+    """The run table, readable at 80 columns; stored text is shown as text, never as rich markup."""
+    table = Table(title="recent cycles (UTC)", title_justify="left", pad_edge=False, padding=(0, 1))
+    table.add_column("app", overflow="fold", max_width=16)
+    table.add_column("origin", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("trigger", overflow="fold", max_width=10)
+    table.add_column("try", justify="right")
+    table.add_column("fetch/pred/refr s", no_wrap=True)
+    errors = []
     for r in runs:
-        table.add_row(r.application, f"{r.origin:%Y-%m-%d %H:00}", r.status, r.trigger, str(r.attempts),
-                      _fmt(r.fetch_s), _fmt(r.predict_s), _fmt(r.refresh_s), (r.error or "")[:80])
+        note = ""
+        if r.error:
+            errors.append((r, r.error))
+            note = f" [{len(errors)}]"
+        table.add_row(Text(r.application), f"{r.origin:%m-%d %H:00}", Text(r.status + note), Text(r.trigger), str(r.attempts),
+                      "/".join(_fmt(v) for v in (r.fetch_s, r.predict_s, r.refresh_s)))
     console.print(table)
+    for n, (r, error) in enumerate(errors, start=1):
+        console.print(Text(f"[{n}] {r.application} {r.origin:%Y-%m-%d %H:00}: {error[:600]}"))
 
 
 def _fmt(v) -> str:

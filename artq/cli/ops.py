@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from artq.cli.core import ConfigOpt, _runtime, _settings, console
 from artq.errors import ConfigError
@@ -50,12 +51,12 @@ def reconcile(
         return
     fresh = report["freshness"]
     for key in ("completed", "restarted", "gave_up", "started", "errors"):
-        console.print(f"{key.replace('_', ' ')}: {len(report[key])}" + (f"  {', '.join(report[key][:10])}" if report[key] else ""))
+        console.print(Text(f"{key.replace('_', ' ')}: {len(report[key])}" + (f"  {', '.join(report[key][:10])}" if report[key] else "")))
     console.print(f"freshness alerts opened: {len(fresh['opened'])}, resolved: {len(fresh['resolved'])}")
 
 
 def workers(
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the workers' replies.")] = 2.0,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, max=60, help="Seconds to wait for the workers' replies.")] = 2.0,
     config: ConfigOpt = None,
 ) -> None:
     """List the live workers: the queues each consumes, tasks running and reserved.
@@ -69,11 +70,15 @@ def workers(
         raise ConfigError("no broker configured (`celery.broker_url` / ARTQ_BROKER_URL): the cycle runs in-process, "
                           "there are no workers to list.")
     configure(app, settings)
-    inspect = app.control.inspect(timeout=timeout)
-    pings = inspect.ping() or {}
-    queues = inspect.active_queues() or {}
-    active = inspect.active() or {}
-    reserved = inspect.reserved() or {}
+    # One broadcast waits the whole timeout (the number of workers is unknown); the follow-up
+    # questions go only to the workers that answered and return as soon as each has replied.
+    queues = app.control.inspect(timeout=timeout).active_queues() or {}
+    pings = sorted(queues)
+    active, reserved = {}, {}
+    if pings:
+        known = app.control.inspect(timeout=timeout, destination=pings, limit=len(pings))
+        active = known.active() or {}
+        reserved = known.reserved() or {}
     if not pings:
         console.print("no worker answered; start one with `celery -A workers worker -Q fetch,predict,refresh,train`")
         raise typer.Exit(1)
@@ -81,7 +86,7 @@ def workers(
     for col in ("worker", "queues", "running", "reserved"):
         table.add_column(col)
     for name in sorted(pings):
-        table.add_row(name, ",".join(sorted(q["name"] for q in queues.get(name, []))),
+        table.add_row(Text(name), ",".join(sorted(q["name"] for q in queues.get(name, []))),
                       ", ".join(t["name"] for t in active.get(name, [])) or "-", str(len(reserved.get(name, []))))
     console.print(table)
 

@@ -11,8 +11,8 @@ import typer
 def simulator(
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port (0: any free port).")] = 8090,
     host: Annotated[str, typer.Option("--host", help="Address to bind; keep loopback unless others must reach it.")] = "127.0.0.1",
-    seed: Annotated[Optional[int], typer.Option("--seed", help="World seed (default: simulator.seed in the config).")] = None,
-    fleet: Annotated[int, typer.Option("--fleet", min=0, help="Also serve N generated applications APP0001.. (fleet tests).")] = 0,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=2**32 - 1, help="World seed (default: simulator.seed in the config).")] = None,
+    fleet: Annotated[int, typer.Option("--fleet", min=0, max=100_000, help="Also serve N generated applications APP0001.. (fleet tests).")] = 0,
     faults: Annotated[str, typer.Option("--faults", help="Inject faults, e.g. 'error_rate=0.1;latency_s=0.5' (see the simulator README).")] = "",
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Path to artq.yml.")] = None,
 ) -> None:
