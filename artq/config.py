@@ -27,6 +27,7 @@ import yaml
 
 from artq.catalog import DEFAULT_TIERS
 from artq.errors import ConfigError
+from artq.redaction import install_log_redaction
 
 DEFAULT_CLIENT_ID = "artq@customer1"
 DEFAULT_CLIENT_SECRET = "artq-local-secret"  # the simulator's local default; never a real secret
@@ -297,7 +298,31 @@ def load_settings(path: str | os.PathLike | None = None, env: dict[str, str] | N
     if not settings.models_dir:
         settings.models_dir = str(home / "models")
     _validate(settings)
+    # from here on every log record of this process (CLI, worker, beat, flower) hides these values
+    install_log_redaction(secret_values(settings, env))
     return settings
+
+
+def secret_values(settings: Settings, env: dict[str, str] | None = None) -> list[str]:
+    """The secret values these settings hold (URLs count by their password and token parts)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    env = dict(os.environ if env is None else env)
+    s = settings
+    values = [s.database_url, s.celery.broker_url, s.celery.result_backend, s.source.url, s.source.password,
+              getattr(s.alerts, "webhook_secret", None)]
+    if s.source.client_secret != DEFAULT_CLIENT_SECRET:
+        values.append(s.source.client_secret)
+    flower = env.get("FLOWER_BASIC_AUTH", "")
+    values += [pair.partition(":")[2] for pair in flower.split(",") if ":" in pair]
+    hook = s.alerts.webhook_url or env.get("ARTQ_ALERTS_WEBHOOK_URL")
+    if hook:  # a webhook's token hides in its path (Slack) or query
+        parts = urlsplit(hook)
+        values.append(hook if "@" in parts.netloc else None)
+        values += [seg for seg in parts.path.split("/") if len(seg) >= 16]
+        values += [v for k, v in parse_qsl(parts.query)
+                   if len(v) >= 16 or any(w in k.lower() for w in ("token", "secret", "key", "sig", "auth", "pass"))]
+    return [v for v in values if v]
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:

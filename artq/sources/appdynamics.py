@@ -33,6 +33,7 @@ import requests.auth
 
 from artq.catalog import OVERALL
 from artq.config import DEFAULT_CLIENT_SECRET, SourceSettings
+from artq.redaction import redact
 from artq.errors import (
     AuthFailed,
     ConfigError,
@@ -387,7 +388,7 @@ def _strip_base(url: str) -> str:
 
 
 def _snippet(resp: requests.Response) -> str:
-    text = " ".join(resp.text.split())[:160]
+    text = redact(" ".join(resp.text.split())[:160])
     return f": {text}" if text else ""
 
 

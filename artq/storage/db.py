@@ -49,7 +49,7 @@ def check_url(url: str) -> None:
         )
     try:
         make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(
             f"`database_url` is not a valid SQLAlchemy URL: {mask_url(url)!r}. "
             "Expected dialect+driver://user:password@host/database, e.g. mysql+mysqldb://artq:PASSWORD@db/artq."
