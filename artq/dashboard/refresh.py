@@ -4,6 +4,11 @@ Called by the chord callback (``artq.pipeline.steps.refresh_step``) inside one d
 Every table is keyed so that re-running the refresh of the same (application, origin) rewrites
 the same rows; the tables are documented column by column in ``docs/dashboard-tables.md``.
 
+The "current" tables (latest forecast, percentile bands, drivers, accuracy, the early-warning
+alert) only move forward in time: refreshing an older origin (a recovery re-run of a past hour,
+a reconciler re-run of the previous hour after the current one) updates that origin's history
+rows in ``dashboard_forecast_actual`` and nothing that claims to be current.
+
 Order matters: the alert evaluation needs the percentile bands (relative thresholds) and the
 active-alert snapshot needs the alert rows. Webhook notifications go out only after the caller
 commits (see ``artq.dashboard.notify``), never from inside this transaction.
@@ -15,7 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from artq.config import Settings
@@ -34,6 +39,7 @@ from artq.storage.models import (
     DashboardLatestForecast,
     DashboardPercentileBand,
     Forecast,
+    ModelVersion,
 )
 from artq.timeutil import as_utc, utcnow
 
@@ -42,22 +48,35 @@ ACCURACY_PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 TOP_DRIVERS = 5
 
 
+def shown_origin(session: Session, application: str) -> datetime | None:
+    """The origin of the forecast the dashboard shows as current (None before the first one)."""
+    t = session.scalar(select(func.max(DashboardLatestForecast.origin)).where(DashboardLatestForecast.application == application))
+    return None if t is None else as_utc(t)
+
+
 def refresh_dashboard(session: Session, settings: Settings, application: str, origin: datetime) -> dict[str, Any]:
     now = utcnow()
     origin = as_utc(origin)
     latest = repo.forecasts_for(session, application, origin)
-    upsert(
-        session,
-        DashboardLatestForecast.__table__,
-        [
-            dict(application=application, horizon=f.horizon, origin=origin, target_hour=as_utc(f.target_hour), value=f.value,
-                 lower=f.lower, upper=f.upper, model_version=f.model_version, updated_at=now)
-            for f in latest
-        ],
-        keys=("application", "horizon"),
-    )
+    shown = shown_origin(session, application)
     nominal = _refresh_forecast_actual(session, application, origin, now)
     session.flush()
+    if not latest or (shown is not None and origin < shown):
+        # an older origin (or one with no forecast): its history rows are updated above; the current
+        # tables keep the newer forecast. Accuracy is recomputed as of the shown origin, since the
+        # re-run may have brought actuals the shown accuracy had not seen yet.
+        accuracy = _refresh_accuracy(session, application, shown, nominal, now) if shown is not None else 0
+        active = _refresh_active_alerts(session, application, now)
+        return {"latest_rows": 0, "accuracy_rows": accuracy, "band_rows": 0, "driver_rows": 0,
+                "alert": {"action": "none", "reason": "older than the shown origin" if latest else "no forecast"},
+                "webhook_scheduled": False, "active_alerts": active, "current": False,
+                "shown_origin": None if shown is None else shown.isoformat()}
+    session.execute(delete(DashboardLatestForecast).where(DashboardLatestForecast.application == application))
+    session.execute(DashboardLatestForecast.__table__.insert(), [
+        dict(application=application, horizon=f.horizon, origin=origin, target_hour=as_utc(f.target_hour), value=f.value,
+             lower=f.lower, upper=f.upper, model_version=f.model_version, updated_at=now)
+        for f in latest
+    ])
     accuracy = _refresh_accuracy(session, application, origin, nominal, now)
 
     history = load_actual_art(session, application, origin - timedelta(days=HISTORY_DAYS), origin)
@@ -78,19 +97,55 @@ def refresh_dashboard(session: Session, settings: Settings, application: str, or
                 forecast=f.value, lower=f.lower, upper=f.upper, n_hours=b.n_hours, p60=b.p60, p75=b.p75, p90=b.p90,
                 p99=b.p99, band_position=b.position(f.value), alert_threshold=threshold, updated_at=now,
             ))
-    upsert(session, DashboardPercentileBand.__table__, band_rows, keys=("application", "horizon", "period"))
+    # replaced, not upserted: a partial cycle must not leave an older origin's horizons behind
+    session.execute(delete(DashboardPercentileBand).where(DashboardPercentileBand.application == application))
+    session.execute(DashboardPercentileBand.__table__.insert(), band_rows)
     drivers = _refresh_drivers(session, application, origin, latest, tiers, now)
 
     actual = history.get(origin)
     actual_threshold = rule.threshold(band_set.for_hour(origin))
     alert = evaluate_alerts(session, settings, application, origin, points, actual, actual_threshold, now)
+    fresh = resolve_freshness(session, application, origin, len(latest), settings.forecast.horizons, now)
     active = _refresh_active_alerts(session, application, now)
     notify = notify_after_commit(session, settings, application, now)
     return {
         "latest_rows": len(latest), "accuracy_rows": accuracy,
         "band_rows": len(band_rows), "driver_rows": drivers, "alert": alert, "webhook_scheduled": notify,
-        "active_alerts": active,
+        "active_alerts": active, "current": True, "freshness_resolved": fresh,
     }
+
+
+def resolve_freshness(session: Session, application: str, origin: datetime, horizons_stored: int, horizons: int,
+                      now: datetime) -> list[str]:
+    """Resolve the open freshness alerts of hours up to ``origin`` once its cycle forecast every horizon.
+
+    The reconciler opens a freshness alert for an hour with no completed cycle; a cycle for that
+    hour (or a later one) that succeeded is what makes the dashboard current again.
+    """
+    if horizons_stored < horizons:
+        return []
+    keys = []
+    for alert in session.scalars(select(Alert).where(Alert.application == application, Alert.kind == "freshness",
+                                                     Alert.status == "open")):
+        if alert.origin is None or as_utc(alert.origin) <= origin:
+            alert.status, alert.resolved_at = "resolved", now
+            keys.append(alert.key)
+    if keys:
+        session.flush()
+    return keys
+
+
+def training_windows(session: Session, application: str) -> dict[str, tuple[datetime, datetime]]:
+    """(training_start, training_end) of every registered model version of ``application``."""
+    rows = session.execute(select(ModelVersion.version, ModelVersion.training_start, ModelVersion.training_end)
+                           .where(ModelVersion.application == application)).all()
+    return {v: (as_utc(a), as_utc(b)) for v, a, b in rows if a is not None and b is not None}
+
+
+def in_sample(windows: dict[str, tuple[datetime, datetime]], model_version: str | None, target_hour: datetime) -> bool:
+    """True when the model that made a forecast was trained on the actual of its target hour."""
+    window = windows.get(model_version or "")
+    return window is not None and window[0] <= as_utc(target_hour) <= window[1]
 
 
 def _refresh_forecast_actual(session: Session, application: str, origin: datetime, now: datetime) -> float | None:
@@ -134,14 +189,21 @@ def _refresh_accuracy(session: Session, application: str, origin: datetime, nomi
     """MAE, MAPE, bias and interval coverage per horizon over target hours in (origin - period, origin]."""
     longest = max(ACCURACY_PERIODS.values())
     pairs = session.execute(
-        select(DashboardForecastActual.horizon, DashboardForecastActual.target_hour, DashboardForecastActual.forecast,
-               DashboardForecastActual.actual, DashboardForecastActual.inside_interval).where(
+        select(DashboardForecastActual.origin, DashboardForecastActual.horizon, DashboardForecastActual.target_hour,
+               DashboardForecastActual.forecast, DashboardForecastActual.actual, DashboardForecastActual.inside_interval).where(
             DashboardForecastActual.application == application,
             DashboardForecastActual.target_hour > origin - longest,
             DashboardForecastActual.target_hour <= origin,
             DashboardForecastActual.actual.is_not(None),
         )
     ).all()
+    # forecasts of hours the model was trained on measure memory, not accuracy: left out
+    windows = training_windows(session, application)
+    if windows:
+        versions = dict(((as_utc(o), h), v) for o, h, v in session.execute(
+            select(Forecast.origin, Forecast.horizon, Forecast.model_version).where(
+                Forecast.application == application, Forecast.target_hour > origin - longest, Forecast.target_hour <= origin)))
+        pairs = [p for p in pairs if not in_sample(windows, versions.get((as_utc(p.origin), p.horizon)), p.target_hour)]
     rows = []
     for period, span in ACCURACY_PERIODS.items():
         for h in range(1, 7):

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 from artq.storage.db import Database
 from artq.storage.models import (
     DashboardAccuracy,
+    Forecast,
     DashboardActiveAlert,
     DashboardForecastActual,
     DashboardForecastDriver,
@@ -92,7 +93,7 @@ def test_drivers_are_ranked_per_horizon_with_direction(filled):
         rows = s.scalars(select(DashboardForecastDriver).where(DashboardForecastDriver.horizon == 4)
                          .order_by(DashboardForecastDriver.driver_rank)).all()
     assert [(r.driver_rank, r.driver, r.direction) for r in rows] == [
-        (1, "ABPServer3 load", "up"), (2, "calendar", "down"), (3, "ABPServer1 errors", "up")]
+        (1, "ABPServer3 load", "up"), (2, "time of day and weekday", "down"), (3, "ABPServer1 errors", "up")]
 
 
 def test_driver_slugs_are_shown_with_the_configured_tier_names():
@@ -101,5 +102,83 @@ def test_driver_slugs_are_shown_with_the_configured_tier_names():
     tiers = ["ABPServer3", "CollectionServer"]
     assert driver_label("abpserver3 load", tiers) == "ABPServer3 load"
     assert driver_label("collectionserver response time", tiers) == "CollectionServer response time"
-    assert driver_label("ART history", tiers) == "ART history"
-    assert driver_label("main slow calls", tiers) == "main slow calls"
+    assert driver_label("ART history", tiers) == "recent response time (main server)"
+    assert driver_label("calendar", tiers) == "time of day and weekday"
+    assert driver_label("main slow calls", tiers) == "main server slow calls"
+
+
+def _current(db):
+    with db.session() as s:
+        latest = {r.origin for r in s.scalars(select(DashboardLatestForecast))}
+        bands = {r.origin for r in s.scalars(select(DashboardPercentileBand))}
+        drivers = {r.origin for r in s.scalars(select(DashboardForecastDriver))}
+        return latest, bands, drivers
+
+
+def test_refreshing_older_origins_never_rolls_the_current_tables_back(filled):
+    settings, db = filled
+    refresh(db, settings, "ABP", T0)
+    before = counts(db)
+    with db.session() as s:
+        accuracy = {(r.period, r.horizon): (r.as_of, r.n, r.mae) for r in s.scalars(select(DashboardAccuracy))}
+    for k in (1, 2):
+        out = refresh(db, settings, "ABP", T0 - k * HOUR)
+        assert out["current"] is False and out["latest_rows"] == 0
+    from artq.timeutil import as_utc
+
+    latest, bands, drivers = _current(db)
+    assert {as_utc(t) for t in latest | bands | drivers} == {T0}
+    assert counts(db) == before
+    with db.session() as s:
+        again = {(r.period, r.horizon): (r.as_of, r.n, r.mae) for r in s.scalars(select(DashboardAccuracy))}
+    assert {k: (as_utc(v[0]), *v[1:]) for k, v in again.items()} == {k: (as_utc(v[0]), *v[1:]) for k, v in accuracy.items()}
+
+
+def test_a_partial_newer_cycle_replaces_every_current_row(filled):
+    settings, db = filled
+    refresh(db, settings, "ABP", T0)
+    with db.session() as s:  # the next cycle forecast only horizons 1 and 2
+        s.execute(Forecast.__table__.delete().where(Forecast.origin == T0 + HOUR, Forecast.horizon > 2))
+    put_forecasts(db, "ABP", T0 + HOUR, [400, 410, 420, 430, 440, 450])
+    with db.session() as s:
+        s.execute(Forecast.__table__.delete().where(Forecast.origin == T0 + HOUR, Forecast.horizon > 2))
+    refresh(db, settings, "ABP", T0 + HOUR)
+    from artq.timeutil import as_utc
+
+    latest, bands, drivers = _current(db)
+    assert {as_utc(t) for t in latest | bands | drivers} == {T0 + HOUR}
+    assert counts(db)["dashboard_latest_forecast"] == 2
+
+
+def test_freshness_alert_resolves_when_a_cycle_of_its_hour_forecasts_every_horizon(filled):
+    from artq.storage.models import Alert
+    from artq.timeutil import utcnow
+
+    settings, db = filled
+    with db.session() as s:
+        s.add(Alert(key="freshness:ABP:T0", application="ABP", kind="freshness", status="open", severity="warning",
+                    opened_at=utcnow(), origin=T0, message="no completed cycle", notify_attempts=0))
+    refresh(db, settings, "ABP", T0 - HOUR)  # an older hour does not make the dashboard current
+    with db.session() as s:
+        assert s.scalar(select(Alert.status).where(Alert.key == "freshness:ABP:T0")) == "open"
+        assert s.scalar(select(func.count()).select_from(DashboardActiveAlert)
+                        .where(DashboardActiveAlert.kind == "freshness")) == 1
+    out = refresh(db, settings, "ABP", T0)
+    assert out["freshness_resolved"] == ["freshness:ABP:T0"]
+    with db.session() as s:
+        assert s.scalar(select(Alert.status).where(Alert.key == "freshness:ABP:T0")) == "resolved"
+        assert s.scalar(select(func.count()).select_from(DashboardActiveAlert)
+                        .where(DashboardActiveAlert.kind == "freshness")) == 0
+
+
+def test_in_sample_forecasts_are_kept_out_of_live_accuracy(filled):
+    from artq.storage.models import ModelVersion
+
+    settings, db = filled
+    with db.session() as s:  # the forecasts' model was trained on everything up to T0 - 12 h
+        s.add(ModelVersion(application="ABP", version="test-v1", status="champion", path="x", created_at=T0,
+                           training_start=T0 - 30 * 24 * HOUR, training_end=T0 - 12 * HOUR, metrics={}))
+    refresh(db, settings, "ABP", T0)
+    with db.session() as s:
+        day = s.scalar(select(DashboardAccuracy).where(DashboardAccuracy.period == "24h", DashboardAccuracy.horizon == 1))
+    assert day.n == 12  # targets T0-11 h .. T0 only; the 12 earlier ones were training rows
