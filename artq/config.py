@@ -46,7 +46,8 @@ class ApplicationSettings:
 
 @dataclass
 class SourceSettings:
-    url: str | None = None  # None: start the built-in simulator on loopback
+    url: str | None = None  # the controller, e.g. https://acme.saas.appdynamics.com (ARTQ_SOURCE_URL)
+    simulate: bool = False  # no controller: serve the built-in simulator on loopback (ARTQ_SOURCE_SIMULATE)
     client_id: str | None = DEFAULT_CLIENT_ID
     client_secret: str | None = DEFAULT_CLIENT_SECRET
     username: str | None = None  # HTTP Basic alternative: "user@account"
@@ -55,6 +56,8 @@ class SourceSettings:
     retries: int = 3
     verify_tls: bool = True
     chunk_hours: int = 168  # backfill window per request: > 49 h gets hourly buckets
+    ca_bundle: str | None = None  # PEM file of the CA(s) that signed the controller's certificate
+    allow_insecure_http: bool = False  # credentials over http:// only when set (ARTQ_SOURCE_ALLOW_INSECURE_HTTP)
 
 
 @dataclass
@@ -247,6 +250,14 @@ class Settings:
             "Add it there or pick one of those."
         )
 
+    def require_source(self) -> None:
+        """Fail in one line when no metric source is configured (never forecast a silent simulator)."""
+        if not self.source.url and not self.source.simulate:
+            raise ConfigError(
+                "no controller configured: set `source.url` (or ARTQ_SOURCE_URL) to your AppDynamics "
+                "controller, or `source.simulate: true` (ARTQ_SOURCE_SIMULATE=1) to use the built-in simulator."
+            )
+
     @property
     def embedded(self) -> bool:
         """True when no broker is configured: the cycle runs in-process."""
@@ -264,7 +275,19 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "ARTQ_SOURCE_USERNAME": ("source", "username"),
     "ARTQ_SOURCE_PASSWORD": ("source", "password"),
     "ARTQ_ALERTS_WEBHOOK_URL": ("alerts", "webhook_url"),
+    "ARTQ_SOURCE_ALLOW_INSECURE_HTTP": ("source", "allow_insecure_http"),
+    "ARTQ_SOURCE_SIMULATE": ("source", "simulate"),
 }
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _env_value(target: Any, key: str, var: str, value: str) -> Any:
+    """An environment override as its setting's type (booleans are written 1/0, true/false, ...)."""
+    if isinstance(getattr(target, key), bool):
+        if value.strip().lower() not in _TRUE + _FALSE:
+            raise ConfigError(f"`{var}` must be 1 or 0 (true/false). Got {value!r}.")
+        return value.strip().lower() in _TRUE
+    return value
 
 
 def load_settings(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -290,7 +313,7 @@ def load_settings(path: str | os.PathLike | None = None, env: dict[str, str] | N
             target = settings
             for k in keys[:-1]:
                 target = getattr(target, k)
-            setattr(target, keys[-1], env[var])
+            setattr(target, keys[-1], _env_value(target, keys[-1], var, env[var]))
     settings.config_path = str(path) if path else None
     home = artq_home() if "ARTQ_HOME" not in env else Path(env["ARTQ_HOME"]).expanduser()
     if not settings.database_url:

@@ -14,14 +14,21 @@ wildcard requests cover every series artq reads: ``Overall Application Performan
 - OAuth client credentials (token cached until shortly before it expires, refreshed once on
   a 401), or HTTP Basic when no client id/secret is given. Secrets never reach exceptions,
   logs or reprs.
+- Redirects are never followed (a 3xx is an error naming where it pointed): a redirect to
+  another host must not receive the client secret or a token. Credentials go over plain
+  ``http://`` only to a loopback address or with ``source.allow_insecure_http``; TLS is
+  verified against the system CAs or ``source.ca_bundle``, and turning verification off is
+  said once per process, loudly, instead of once per request.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,10 +37,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 import requests.auth
+import urllib3
 
 from artq.catalog import OVERALL
 from artq.config import DEFAULT_CLIENT_SECRET, SourceSettings
-from artq.redaction import redact
+from artq.redaction import mask_url, redact
 from artq.errors import (
     AuthFailed,
     ConfigError,
@@ -94,6 +102,8 @@ class AppDynamicsClient:
         retries: int = 3,
         verify_tls: bool = True,
         chunk_hours: int = 168,
+        ca_bundle: str | None = None,
+        allow_insecure_http: bool = False,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -115,6 +125,8 @@ class AppDynamicsClient:
         self.timeout_s = timeout_s
         self.retries = retries
         self.verify_tls = verify_tls
+        self._verify: bool | str = _tls_verify(self.base_url, verify_tls, ca_bundle)
+        _check_transport(self.base_url, allow_insecure_http)
         self.chunk_hours = chunk_hours
         self._client_id = client_id
         self._client_secret = client_secret
@@ -149,6 +161,8 @@ class AppDynamicsClient:
             retries=s.retries,
             verify_tls=s.verify_tls,
             chunk_hours=s.chunk_hours,
+            ca_bundle=s.ca_bundle,
+            allow_insecure_http=s.allow_insecure_http,
         )
 
     def __repr__(self) -> str:
@@ -257,7 +271,8 @@ class AppDynamicsClient:
                 )
             raise SourceError(f"AppDynamics at {path} refused the request (HTTP {resp.status_code}{detail}).")
         if resp.status_code >= 300:
-            raise SourceError(f"AppDynamics at {path} answered HTTP {resp.status_code}; expected 200.")
+            raise SourceError(f"AppDynamics at {path} answered HTTP {resp.status_code}{_redirect_note(resp)}; "
+                              "expected 200. Check that source.url is the controller's own address.")
         return resp
 
     def _auth(self) -> requests.auth.AuthBase:
@@ -310,6 +325,11 @@ class AppDynamicsClient:
                 "Check source.client_id (name@account) and source.client_secret in artq.yml, or "
                 "ARTQ_SOURCE_CLIENT_ID / ARTQ_SOURCE_CLIENT_SECRET."
             )
+        if 300 <= resp.status_code < 400:
+            raise SourceError(
+                f"AppDynamics answered HTTP {resp.status_code} at {TOKEN_PATH}{_redirect_note(resp)}; artq never "
+                "sends the client secret to a redirect. Set source.url to the controller's own address."
+            )
         if resp.status_code != 200:
             raise SourceError(
                 f"AppDynamics answered HTTP {resp.status_code} at {TOKEN_PATH}; expected 200. "
@@ -335,13 +355,14 @@ class AppDynamicsClient:
                 self._sleep(delay + self._random.uniform(0, delay / 2))
             self._local.calls = getattr(self._local, "calls", 0) + 1
             try:
-                resp = self._session.request(
-                    method, url, auth=auth, timeout=self.timeout_s, verify=self.verify_tls, **kwargs
+                resp = self._session.request(  # never follow a redirect: it could take the secret elsewhere
+                    method, url, auth=auth, timeout=self.timeout_s, verify=self._verify, allow_redirects=False, **kwargs
                 )
             except requests.exceptions.SSLError:
                 raise SourceError(
-                    f"TLS verification failed for {self.base_url}. Install the controller's CA "
-                    "certificate, or set source.verify_tls: false only for a trusted test controller."
+                    f"TLS verification failed for {self.base_url}. Point source.ca_bundle at the PEM file "
+                    "of the CA that signed the controller's certificate (or install it system-wide); "
+                    "source.verify_tls: false is only for a trusted test controller."
                 ) from None
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 problem = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
@@ -379,12 +400,79 @@ def _strip_base(url: str) -> str:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"`source.url` must be an http(s) URL such as https://acme.saas.appdynamics.com. Got scheme {parts.scheme!r}.")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or outside 0..65535
+        raise ConfigError(f"`source.url` must have a numeric port in 1..65535. Got {mask_url(url)!r}.") from None
     netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-    if parts.port:
-        netloc += f":{parts.port}"
+    if port:
+        netloc += f":{port}"
     path = parts.path.rstrip("/")
     path = path.removesuffix("/controller")
     return urlunsplit((parts.scheme, netloc, path, "", ""))
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(key: str, message: str) -> None:
+    """One warning line per process and subject, however many clients and requests follow."""
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    log.warning(message)
+
+
+def _is_loopback(base_url: str) -> bool:
+    host = urlsplit(base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_transport(base_url: str, allow_insecure_http: bool) -> None:
+    """Credentials over plain http only to loopback (the simulator) or when explicitly allowed."""
+    if not base_url.startswith("http://") or _is_loopback(base_url):
+        return
+    if not allow_insecure_http:
+        raise ConfigError(
+            f"`source.url` ({base_url}) is plain http://: the client secret or password would cross the network "
+            "unencrypted. Use https://, or set source.allow_insecure_http: true "
+            "(ARTQ_SOURCE_ALLOW_INSECURE_HTTP=1) for a controller on a trusted network."
+        )
+    _warn_once(f"http:{base_url}", f"INSECURE: AppDynamics credentials are sent unencrypted over http:// to "
+               f"{base_url} (source.allow_insecure_http is true)")
+
+
+def _tls_verify(base_url: str, verify_tls: bool, ca_bundle: str | None) -> bool | str:
+    """What requests' ``verify`` gets: the CA bundle, True (system CAs) or False (said once, loudly)."""
+    if not verify_tls:
+        if base_url.startswith("https://"):
+            _warn_once(f"tls:{base_url}", f"INSECURE: TLS certificate verification is OFF for {base_url} "
+                       "(source.verify_tls: false); anyone on the path can read the credentials")
+        # said once above; urllib3 would repeat it on every request
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        return False
+    if ca_bundle:
+        from pathlib import Path
+
+        if not Path(ca_bundle).expanduser().is_file():
+            raise ConfigError(f"`source.ca_bundle` {ca_bundle!r} is not a file. Give the path of a PEM CA bundle.")
+        return str(Path(ca_bundle).expanduser())
+    return True
+
+
+def _redirect_note(resp: requests.Response) -> str:
+    location = resp.headers.get("Location")
+    if not location:
+        return ""
+    host = urlsplit(location).hostname or "the same host"
+    return f" (a redirect to {host}, not followed)"
 
 
 def _snippet(resp: requests.Response) -> str:
