@@ -225,6 +225,43 @@ class OperationsSettings:
 
 
 @dataclass
+class DashboardAuthSettings:
+    """Optional login for ``artq dashboard`` / ``artq serve``: HTTP Basic, a bearer token, or both.
+
+    Unset (the default), the dashboard is open to whoever reaches its port: keep it on loopback
+    or behind a proxy that authenticates. ``/healthz`` stays open for load balancers.
+    """
+
+    username: str | None = None  # also ARTQ_DASHBOARD_USERNAME
+    password: str | None = None  # never logged (also ARTQ_DASHBOARD_PASSWORD)
+    token: str | None = None  # bearer token for API clients, never logged (also ARTQ_DASHBOARD_TOKEN)
+
+
+@dataclass
+class DashboardSettings:
+    """The dashboard's HTTP server and ``artq serve``'s in-process hourly cycle."""
+
+    auth: DashboardAuthSettings = field(default_factory=DashboardAuthSettings)
+    read_timeout_s: float = 10.0  # a client must send its whole request within this (slow or half-open clients)
+    max_connections: int = 64  # connections served at once; more are answered 503 at once
+    cycle_minute: int = 5  # `artq serve` runs the hourly cycle this many minutes past each hour
+
+    def validate(self) -> None:
+        a = self.auth
+        if bool(a.username) != bool(a.password):
+            raise ConfigError("`dashboard.auth` needs both username and password (or ARTQ_DASHBOARD_USERNAME and "
+                              "ARTQ_DASHBOARD_PASSWORD) for a login; set both or neither.")
+        if a.token is not None and len(a.token) < 16:
+            raise ConfigError("`dashboard.auth.token` must be at least 16 characters (e.g. `openssl rand -hex 24`).")
+        if not 0 < self.read_timeout_s <= 600:
+            raise ConfigError(f"`dashboard.read_timeout_s` must be in (0, 600] seconds. Got {self.read_timeout_s}.")
+        if not 1 <= self.max_connections <= 10_000:
+            raise ConfigError(f"`dashboard.max_connections` must be in 1..10000. Got {self.max_connections}.")
+        if not 0 <= self.cycle_minute <= 59:
+            raise ConfigError(f"`dashboard.cycle_minute` must be in 0..59. Got {self.cycle_minute}.")
+
+
+@dataclass
 class Settings:
     database_url: str = ""
     models_dir: str = ""
@@ -237,6 +274,7 @@ class Settings:
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     operations: OperationsSettings = field(default_factory=OperationsSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     backfill_days: int = 30  # history `artq demo` and a first fetch pull
     config_path: str | None = None  # where these settings came from (None: defaults)
 
@@ -277,6 +315,9 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "ARTQ_ALERTS_WEBHOOK_URL": ("alerts", "webhook_url"),
     "ARTQ_SOURCE_ALLOW_INSECURE_HTTP": ("source", "allow_insecure_http"),
     "ARTQ_SOURCE_SIMULATE": ("source", "simulate"),
+    "ARTQ_DASHBOARD_USERNAME": ("dashboard", "auth", "username"),
+    "ARTQ_DASHBOARD_PASSWORD": ("dashboard", "auth", "password"),
+    "ARTQ_DASHBOARD_TOKEN": ("dashboard", "auth", "token"),
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -321,6 +362,7 @@ def load_settings(path: str | os.PathLike | None = None, env: dict[str, str] | N
     if not settings.models_dir:
         settings.models_dir = str(home / "models")
     _validate(settings)
+    settings.dashboard.validate()
     # from here on every log record of this process (CLI, worker, beat, flower) hides these values
     install_log_redaction(secret_values(settings, env))
     return settings
@@ -333,7 +375,7 @@ def secret_values(settings: Settings, env: dict[str, str] | None = None) -> list
     env = dict(os.environ if env is None else env)
     s = settings
     values = [s.database_url, s.celery.broker_url, s.celery.result_backend, s.source.url, s.source.password,
-              getattr(s.alerts, "webhook_secret", None)]
+              getattr(s.alerts, "webhook_secret", None), s.dashboard.auth.password, s.dashboard.auth.token]
     if s.source.client_secret != DEFAULT_CLIENT_SECRET:
         values.append(s.source.client_secret)
     flower = env.get("FLOWER_BASIC_AUTH", "")
