@@ -27,7 +27,7 @@ import yaml
 
 from artq.catalog import DEFAULT_TIERS
 from artq.errors import ConfigError
-from artq.redaction import install_log_redaction
+from artq.redaction import http_url_problem, install_log_redaction
 
 DEFAULT_CLIENT_ID = "artq@customer1"
 DEFAULT_CLIENT_SECRET = "artq-local-secret"  # the simulator's local default; never a real secret
@@ -128,7 +128,8 @@ class AlertSettings:
     clear_ratio: float = 0.9
     clear_cycles: int = 2
     webhook_url: str | None = None  # may hold a token: never logged (also ARTQ_ALERTS_WEBHOOK_URL)
-    webhook_timeout_s: float = 5.0
+    webhook_timeout_s: float = 5.0  # total deadline of one attempt: connect, send, whole answer
+    webhook_secret: str | None = None  # signs each POST (X-Artq-Signature); also ARTQ_ALERTS_WEBHOOK_SECRET
     webhook_retries: int = 3  # attempts per refresh, with exponential backoff
     webhook_backoff_s: float = 1.0
     applications: list[ApplicationAlertSettings] = field(default_factory=list)
@@ -314,6 +315,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "ARTQ_SOURCE_PASSWORD": ("source", "password"),
     "ARTQ_ALERTS_WEBHOOK_URL": ("alerts", "webhook_url"),
     "ARTQ_SOURCE_ALLOW_INSECURE_HTTP": ("source", "allow_insecure_http"),
+    "ARTQ_ALERTS_WEBHOOK_SECRET": ("alerts", "webhook_secret"),
     "ARTQ_SOURCE_SIMULATE": ("source", "simulate"),
     "ARTQ_DASHBOARD_USERNAME": ("dashboard", "auth", "username"),
     "ARTQ_DASHBOARD_PASSWORD": ("dashboard", "auth", "password"),
@@ -363,9 +365,21 @@ def load_settings(path: str | os.PathLike | None = None, env: dict[str, str] | N
         settings.models_dir = str(home / "models")
     _validate(settings)
     settings.dashboard.validate()
+    _validate_security(settings, env)
     # from here on every log record of this process (CLI, worker, beat, flower) hides these values
     install_log_redaction(secret_values(settings, env))
     return settings
+
+
+def _validate_security(s: Settings, env: dict[str, str]) -> None:
+    """Checks of values that may come from the environment (set after the dataclasses checked theirs)."""
+    if s.alerts.webhook_url:
+        where = "ARTQ_ALERTS_WEBHOOK_URL" if env.get("ARTQ_ALERTS_WEBHOOK_URL") else "alerts.webhook_url"
+        problem = http_url_problem(s.alerts.webhook_url, where)
+        if problem:
+            raise ConfigError(problem)
+    if s.source.ca_bundle and not Path(s.source.ca_bundle).expanduser().is_file():
+        raise ConfigError(f"`source.ca_bundle` {s.source.ca_bundle!r} is not a file. Give the path of a PEM CA bundle.")
 
 
 def secret_values(settings: Settings, env: dict[str, str] | None = None) -> list[str]:

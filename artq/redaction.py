@@ -48,6 +48,24 @@ def _mask_credentials(text: str) -> str:
     return _QUERY_SECRETS.sub(lambda m: f"{m.group('head')}{MASK}", text)
 
 
+def http_url_problem(url: str, where: str) -> str | None:
+    """Why ``url`` is not a usable http(s) URL, in one line that never repeats it (it may hold a
+    token), or None when it is fine. ``where`` names the setting in the message."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        return f"`{where}` must be an http(s) URL with a numeric port; the one given is malformed."
+    if parts.scheme not in ("http", "https"):
+        shown = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        return f"`{where}` must start with http:// or https://. Got {shown}."
+    if not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
+        return f"`{where}` must name a host and hold no spaces or control characters (http(s)://host/path)."
+    return None
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with every URL's credentials masked and every given (or registered) secret replaced."""
     if not text:

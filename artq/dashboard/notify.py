@@ -11,17 +11,28 @@ Delivery rules:
   compare-and-set) and committed before the POST, so two refreshes racing on the same alert
   cannot both send it, and ``notified_at`` is set as soon as the receiver answers 2xx;
 * the webhook URL usually embeds a token (Slack: ``/services/T../B../secret``), so it never
-  appears in a log line, an exception message or ``notify_error``: see :func:`redact`.
+  appears in a log line, an exception message or ``notify_error``: see :func:`redact`;
+* the URL is checked wherever it comes from (config or ``ARTQ_ALERTS_WEBHOOK_URL``): http or
+  https with a host, else the alert is not sent, not marked notified, and the error says why;
+* redirects are never followed (a receiver cannot forward the payload elsewhere), and each
+  attempt has a *total* deadline of ``webhook_timeout_s`` (connect, send and the whole answer):
+  a receiver trickling one byte at a time cannot hold a worker;
+* with ``alerts.webhook_secret`` set, every POST carries ``X-Artq-Timestamp`` (Unix seconds) and
+  ``X-Artq-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`` (docs/security.md).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import http.client
 import json
 import logging
 import os
+import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,12 +43,16 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from artq.config import Settings
+from artq.redaction import http_url_problem
 from artq.storage.models import Alert, DashboardActiveAlert
 from artq.timeutil import as_utc
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_ENV = "ARTQ_ALERTS_WEBHOOK_URL"
+SECRET_ENV = "ARTQ_ALERTS_WEBHOOK_SECRET"
+SIGNATURE_HEADER = "X-Artq-Signature"
+TIMESTAMP_HEADER = "X-Artq-Timestamp"
 
 
 def webhook_url(settings: Settings) -> str | None:
@@ -45,11 +60,30 @@ def webhook_url(settings: Settings) -> str | None:
     return settings.alerts.webhook_url or os.environ.get(WEBHOOK_ENV) or None
 
 
+def webhook_secret(settings: Settings) -> str | None:
+    """The signing secret: ``alerts.webhook_secret``, else ``ARTQ_ALERTS_WEBHOOK_SECRET``."""
+    return getattr(settings.alerts, "webhook_secret", None) or os.environ.get(SECRET_ENV) or None
+
+
+def webhook_url_problem(url: str, where: str = "alerts.webhook_url") -> str | None:
+    """Why ``url`` cannot be a webhook (one line that never repeats its token), or None when it can."""
+    return http_url_problem(url, where)
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex>``: HMAC-SHA256 with ``secret`` over ``"<timestamp>.<body>"``."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
 def redact(url: str) -> str:
     """``https://hooks.slack.com/…``: scheme and host only; path, query and credentials may be secrets."""
     parts = urlsplit(url)
     host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
     return f"{parts.scheme}://{host}{port}/…"
 
 
@@ -101,35 +135,84 @@ def post_webhook(
     timeout_s: float = 5.0,
     retries: int = 3,
     backoff_s: float = 1.0,
+    secret: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
 ) -> Delivery:
     """POST ``body`` as JSON; retry connection errors, timeouts, 429 and 5xx with exponential backoff.
 
-    Other 4xx are not retried within this call (the receiver rejected the message; retrying in a
-    second will not change its mind) but are still retried on the next refresh. The stdlib client
-    is used on purpose: urllib3 logs every request line, token included, at DEBUG level.
+    Other 4xx and every 3xx are not retried within this call (the receiver rejected the message;
+    retrying in a second will not change its mind) but are still retried on the next refresh.
+    ``http.client`` is used on purpose: it follows no redirect, logs nothing (urllib3 logs every
+    request line, token included, at DEBUG level), and exposes the socket the deadline closes.
     """
+    problem = webhook_url_problem(url)
+    if problem:
+        return Delivery(False, 0, problem)
     data = json.dumps(body).encode()
     error = "not attempted"
     attempt = 0
     for attempt in range(1, retries + 1):
-        req = urllib.request.Request(url, data=data, method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "artq-alerts"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # http(s) only: checked in config
-                resp.read(1024)
+        headers = {"Content-Type": "application/json", "User-Agent": "artq-alerts"}
+        if secret:
+            stamp = str(int(clock()))
+            headers |= {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: sign(secret, stamp, data)}
+        status, text, error = _post_once(url, data, headers, timeout_s)
+        if status is not None and 200 <= status < 300:
             return Delivery(True, attempt)
-        except urllib.error.HTTPError as exc:
-            text = exc.read(200).decode("utf-8", "replace")
-            error = f"HTTP {exc.code} from {redact(url)}: {scrub(text, url)}"
-            if exc.code < 500 and exc.code != 429:
-                break
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            error = scrub(f"{type(exc).__name__}: {reason} ({redact(url)})", url)[:500]
+        if status is not None and (status < 500 and status != 429):
+            break
         if attempt < retries:
             sleep(backoff_s * 2 ** (attempt - 1))
     return Delivery(False, attempt, error)
+
+
+def _post_once(url: str, data: bytes, headers: dict[str, str], deadline_s: float) -> tuple[int | None, str, str]:
+    """One POST within ``deadline_s`` in total: (status or None, body start, error text)."""
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    kwargs = {"context": ssl.create_default_context()} if parts.scheme == "https" else {}
+    conn = cls(parts.hostname, parts.port, timeout=deadline_s, **kwargs)
+    expired = threading.Event()
+
+    def _expire() -> None:  # a per-read timeout cannot stop a trickle: cut the socket at the deadline
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(deadline_s, _expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        if parts.username or parts.password:  # credentials in the URL become Basic auth, as urllib did
+            import base64
+            from urllib.parse import unquote
+
+            pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
+            headers = headers | {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+        conn.request("POST", target, body=data, headers=headers)
+        resp = conn.getresponse()
+        text = resp.read(1024).decode("utf-8", "replace")[:200]
+        if expired.is_set():
+            raise TimeoutError
+        if 300 <= resp.status < 400:
+            where = urlsplit(resp.getheader("Location") or "").hostname or "?"
+            return resp.status, text, f"HTTP {resp.status} from {redact(url)}: a redirect to {where}, not followed"
+        if resp.status >= 300:
+            return resp.status, text, f"HTTP {resp.status} from {redact(url)}: {scrub(' '.join(text.split()), url)}"
+        return resp.status, text, ""
+    except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set() or isinstance(exc, TimeoutError):
+            return None, "", f"no complete answer from {redact(url)} within the {deadline_s:g} s deadline"
+        return None, "", scrub(f"{type(exc).__name__}: {exc} ({redact(url)})", url)[:500]
+    finally:
+        timer.cancel()
+        conn.close()
 
 
 def notify_pending(
@@ -144,6 +227,16 @@ def notify_pending(
     url = webhook_url(settings)
     if not url:
         return {"webhook": False, "sent": 0, "failed": 0}
+    problem = webhook_url_problem(url, "alerts.webhook_url" if settings.alerts.webhook_url else WEBHOOK_ENV)
+    if problem:  # nothing is claimed or marked notified: the alerts stay pending until the URL is fixed
+        log.error("alerts of %s not sent: %s", application, problem)
+        failed = session.execute(
+            update(Alert)
+            .where(Alert.application == application, Alert.status == "open", Alert.notified_at.is_(None))
+            .values(notify_error=f"{now:%Y-%m-%dT%H:%MZ}: {problem}")
+        ).rowcount
+        session.commit()
+        return {"webhook": True, "sent": 0, "failed": failed, "error": problem}
     cfg = settings.alerts
     pending = session.execute(
         select(Alert.id, Alert.notify_attempts).where(
@@ -164,7 +257,7 @@ def notify_pending(
         alert = session.get(Alert, alert_id)
         assert alert is not None
         result = post_webhook(url, payload(alert), timeout_s=cfg.webhook_timeout_s, retries=cfg.webhook_retries,
-                              backoff_s=cfg.webhook_backoff_s, sleep=sleep)
+                              backoff_s=cfg.webhook_backoff_s, secret=webhook_secret(settings), sleep=sleep)
         if result.ok:
             alert.notified_at, alert.notify_error = now, None
             sent += 1
