@@ -18,6 +18,7 @@ execution). Environment variables win over the file:
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -44,6 +45,37 @@ class ApplicationSettings:
     tiers: list[str] = field(default_factory=lambda: list(DEFAULT_TIERS))
 
 
+# Plausible hourly values per metric: ART in ms (0..10 minutes), the others per minute. A value
+# outside its bounds (or not finite) becomes a gap with the reason, never an observation.
+DEFAULT_PLAUSIBLE: dict[str, tuple[float, float | None]] = {
+    "art": (0.0, 600_000.0), "cpm": (0.0, 1e9), "epm": (0.0, 1e9), "exceptions": (0.0, 1e9),
+    "slow": (0.0, 1e9), "very_slow": (0.0, 1e9),
+}
+
+
+def plausible_bounds(overrides: dict | None) -> dict[str, tuple[float, float | None]]:
+    """``source.plausible`` (``{metric: {min: .., max: ..}}``, each key optional) over the defaults."""
+    bounds = dict(DEFAULT_PLAUSIBLE)
+    if overrides is None:
+        return bounds
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"`source.plausible` must map metrics to {{min, max}}. Got {overrides!r}.")
+    for metric, limits in overrides.items():
+        key = f"source.plausible.{metric}"
+        if metric not in bounds:
+            raise ConfigError(f"unknown metric `{key}`; known: {', '.join(DEFAULT_PLAUSIBLE)}.")
+        if not isinstance(limits, dict) or set(limits) - {"min", "max"}:
+            raise ConfigError(f"`{key}` must be a mapping with `min` and/or `max`. Got {limits!r}.")
+        low, high = limits.get("min", bounds[metric][0]), limits.get("max", bounds[metric][1])
+        for name, v in (("min", low), ("max", high)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise ConfigError(f"`{key}.{name}` must be a finite number. Got {v!r}.")
+        if high is not None and high <= low:
+            raise ConfigError(f"`{key}.max` must be above its `min`. Got min {low}, max {high}.")
+        bounds[metric] = (float(low), None if high is None else float(high))
+    return bounds
+
+
 @dataclass
 class SourceSettings:
     url: str | None = None  # the controller, e.g. https://acme.saas.appdynamics.com (ARTQ_SOURCE_URL)
@@ -58,6 +90,7 @@ class SourceSettings:
     chunk_hours: int = 168  # backfill window per request: > 49 h gets hourly buckets
     ca_bundle: str | None = None  # PEM file of the CA(s) that signed the controller's certificate
     allow_insecure_http: bool = False  # credentials over http:// only when set (ARTQ_SOURCE_ALLOW_INSECURE_HTTP)
+    plausible: dict | None = None  # {metric: {min, max}} over DEFAULT_PLAUSIBLE (see plausible_bounds)
 
 
 @dataclass
@@ -378,6 +411,7 @@ def _validate_security(s: Settings, env: dict[str, str]) -> None:
         problem = http_url_problem(s.alerts.webhook_url, where)
         if problem:
             raise ConfigError(problem)
+    plausible_bounds(s.source.plausible)
     if s.source.ca_bundle and not Path(s.source.ca_bundle).expanduser().is_file():
         raise ConfigError(f"`source.ca_bundle` {s.source.ca_bundle!r} is not a file. Give the path of a PEM CA bundle.")
 

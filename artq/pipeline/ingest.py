@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,7 +13,10 @@ from artq.pipeline.runtime import Runtime
 from artq.storage import repository as repo
 from artq.timeutil import HOUR, floor_hour, utcnow
 
+logger = logging.getLogger(__name__)
+
 LATE_DATA_LOOKBACK = timedelta(hours=48)  # gaps younger than this are asked for again
+IMPLAUSIBLE_EXAMPLES = 10  # series whose first rejected value a summary names; the rest are counted
 
 
 @dataclass
@@ -23,6 +27,8 @@ class IngestSummary:
     missing: int = 0
     requests: int = 0
     refetched_gap_hours: int = 0
+    implausible: int = 0  # values refused by the plausibility checks (recorded as gaps, never stored)
+    implausible_examples: list[str] = field(default_factory=list)
     windows: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -33,6 +39,8 @@ class IngestSummary:
             "missing": self.missing,
             "requests": self.requests,
             "refetched_gap_hours": self.refetched_gap_hours,
+            "implausible": self.implausible,
+            "implausible_examples": list(self.implausible_examples),
         }
 
 
@@ -43,6 +51,14 @@ def _ingest_window(rt: Runtime, app: ApplicationSettings, start: datetime, end: 
         summary.stored += repo.store_observations(s, app.name, result.values)
         summary.missing += repo.record_gaps(s, app.name, result.missing)
     summary.requests += result.requests
+    summary.implausible += len(result.rejected)
+    for server, metric, hour, why in result.rejected:  # the first of each series, up to a few series
+        named = {e.split(" ", 2)[:2] == [server, metric] for e in summary.implausible_examples}
+        if True not in named and len(summary.implausible_examples) < IMPLAUSIBLE_EXAMPLES:
+            summary.implausible_examples.append(f"{server} {metric} {hour:%Y-%m-%dT%H:%MZ}: {why}")
+    if result.rejected:  # loud: a controller (or something in front of it) sent values that cannot be true
+        logger.warning("%s: %d implausible value(s) from the source recorded as gaps, e.g. %s",
+                       app.name, len(result.rejected), summary.implausible_examples[0])
     summary.windows.append(f"{start.isoformat()}/{end.isoformat()}")
 
 

@@ -40,7 +40,7 @@ import requests.auth
 import urllib3
 
 from artq.catalog import OVERALL
-from artq.config import DEFAULT_CLIENT_SECRET, SourceSettings
+from artq.config import DEFAULT_CLIENT_SECRET, SourceSettings, plausible_bounds
 from artq.redaction import mask_url, redact
 from artq.errors import (
     AuthFailed,
@@ -54,9 +54,11 @@ from artq.sources.parse import (
     HOUR_MS,
     HourlyValue,
     Missing,
+    Rejected,
     Series,
     Window,
     decode_json,
+    check_plausible,
     expected_servers,
     hourly_values,
     parse_metric_data,
@@ -76,9 +78,10 @@ DEFAULT_TOKEN_TTL_S = 300.0  # the controller's default when `expires_in` is abs
 
 @dataclass
 class FetchResult:
-    values: list[HourlyValue]
-    missing: list[Missing]  # (server, metric_key, hour) the source had no data for
+    values: list[HourlyValue]  # plausible values only
+    missing: list[Missing]  # (server, metric_key, hour) without a usable value: no data, or rejected
     requests: int  # HTTP calls made, token requests and retries included
+    rejected: list[Rejected] = field(default_factory=list)  # (server, metric, hour, why) refused as implausible
 
 
 @dataclass
@@ -104,6 +107,7 @@ class AppDynamicsClient:
         chunk_hours: int = 168,
         ca_bundle: str | None = None,
         allow_insecure_http: bool = False,
+        plausible: dict[str, tuple[float, float | None]] | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -128,6 +132,7 @@ class AppDynamicsClient:
         self._verify: bool | str = _tls_verify(self.base_url, verify_tls, ca_bundle)
         _check_transport(self.base_url, allow_insecure_http)
         self.chunk_hours = chunk_hours
+        self.plausible = plausible_bounds(None) if plausible is None else plausible  # None: the defaults
         self._client_id = client_id
         self._client_secret = client_secret
         self._username = username
@@ -163,6 +168,7 @@ class AppDynamicsClient:
             chunk_hours=s.chunk_hours,
             ca_bundle=s.ca_bundle,
             allow_insecure_http=s.allow_insecure_http,
+            plausible=plausible_bounds(s.plausible),
         )
 
     def __repr__(self) -> str:
@@ -215,8 +221,12 @@ class AppDynamicsClient:
                     if path in str(exc) or "|" in str(exc):
                         raise
                     raise InvalidResponse(f"{exc} (request for `{path}` of {application!r})") from None
-        values, missing = hourly_values(series, servers, hours)
-        return FetchResult(values, missing, self._calls() - calls_before)
+        rejected: list[Rejected] = []
+        values, missing = hourly_values(series, servers, hours, rejected)
+        values, implausible = check_plausible(values, self.plausible)
+        rejected += implausible
+        missing += [(server, metric, hour) for server, metric, hour, _ in implausible]
+        return FetchResult(values, missing, self._calls() - calls_before, rejected)
 
     # ---- request planning ---------------------------------------------------------------
 

@@ -9,8 +9,11 @@ Decisions the API spec leaves open:
 - Numbers must be JSON integers (the controller sends Java longs). A float that is a whole
   number (``412.0``) is accepted as that integer, because re-encoding proxies and JS tooling
   emit integers that way without changing the value; a fraction, NaN or infinity is rejected,
-  as are booleans and numbers outside a Java long. ``count``, ``sum`` and ``value`` must be
-  non-negative: every metric artq reads is a count, a total or an average of durations.
+  as are booleans and numbers outside a Java long (a body with NaN is not JSON at all).
+- Every metric artq reads is a count, a total or an average of durations, so a negative
+  ``count``, ``sum`` or ``value`` cannot be true; it is well-formed, though, so it does not
+  fail the response: its hour becomes a gap with the reason (``rejected``), like any value
+  outside the plausible bounds of its metric (:func:`check_plausible`, ``source.plausible``).
 - Only the entries artq reads (``catalog.parse_metric_path`` knows the path, and the server is
   the main server or a configured tier) are validated in depth: a broken metric nobody reads
   must not stop the forecasts.
@@ -53,6 +56,7 @@ class HourlyValue:
 
 
 Missing = tuple[str, str, datetime]  # (server, metric key, hour) the source had no data for
+Rejected = tuple[str, str, datetime, str]  # (server, metric key, hour, why): a value refused as implausible
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class Bucket:
     minutes: int  # minutes the bucket covers: 1, 10, 60, or the whole window for a rollup
     count: int
     sum: int
+    negative: bool = False  # a negative count, sum or value: the hour becomes a gap
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,9 @@ def _series(entry: dict, path: str, server: str, metric: Metric, window: Window)
     for j, item in enumerate(values):
         if not isinstance(item, dict):
             raise bad(f"metricValues[{j}] must be an object. Got {_short(item)}.")
-        start, count, total, _value = (_long(item, key, j, bad) for key in _VALUE_KEYS)
+        start = _long(item, "startTimeInMillis", j, bad)
+        count, total, value = (_long(item, key, j, bad, signed=True) for key in _VALUE_KEYS[1:])
+        negative = min(count, total, value) < 0
         if start > MAX_TIME_MS:
             raise bad(f"metricValues[{j}].startTimeInMillis {start} is not a plausible epoch-ms time.")
         if window.rollup:
@@ -175,17 +182,17 @@ def _series(entry: dict, path: str, server: str, metric: Metric, window: Window)
         if start <= previous:
             raise bad(f"metricValues[{j}].startTimeInMillis {start} is not after the previous bucket ({previous}).")
         previous = start
-        if metric.rollup is Rollup.AVERAGE and count == 0 and total != 0:
+        if not negative and metric.rollup is Rollup.AVERAGE and count == 0 and total != 0:
             raise bad(f"metricValues[{j}] has count 0 but sum {total}: an average needs at least one call.")
         if window.rollup:
             minutes = (window.end_ms - window.start_ms) // MINUTE_MS
-            buckets.append(Bucket(window.start_ms, minutes, count, total))
+            buckets.append(Bucket(window.start_ms, minutes, count, total, negative))
         elif window.start_ms <= start < window.end_ms:
-            buckets.append(Bucket(start, FREQUENCY_MINUTES[frequency], count, total))
+            buckets.append(Bucket(start, FREQUENCY_MINUTES[frequency], count, total, negative))
     return Series(server, metric, path, tuple(buckets))
 
 
-def _long(item: dict, key: str, j: int, bad: Any) -> int:
+def _long(item: dict, key: str, j: int, bad: Any, signed: bool = False) -> int:
     if key not in item:
         raise bad(f"metricValues[{j}] has no `{key}`.")
     v = item[key]
@@ -193,20 +200,24 @@ def _long(item: dict, key: str, j: int, bad: Any) -> int:
         v = int(v)  # a whole float is the same integer (see module docstring)
     if isinstance(v, bool) or not isinstance(v, int):
         raise bad(f"metricValues[{j}].{key} must be an integer. Got {_short(v)}.")
-    if not 0 <= v <= MAX_LONG:
+    if signed and not -MAX_LONG - 1 <= v <= MAX_LONG:
+        raise bad(f"metricValues[{j}].{key} must be a 64-bit integer. Got {_short(v)}.")
+    if not signed and not 0 <= v <= MAX_LONG:
         raise bad(f"metricValues[{j}].{key} must be a non-negative 64-bit integer. Got {_short(v)}.")
     return v
 
 
 def hourly_values(
-    series: Iterable[Series], servers: Sequence[str], hours: Sequence[datetime]
+    series: Iterable[Series], servers: Sequence[str], hours: Sequence[datetime],
+    rejected: list[Rejected] | None = None,
 ) -> tuple[list[HourlyValue], list[Missing]]:
     """Hourly values of every (server, metric, hour) expected, and the triples without one.
 
     ``servers`` is ``[MAIN, *tiers]``; every metric of ``catalog.METRICS`` is expected for each.
-    Output order: server as given, metric as in the catalogue, then hour.
+    Output order: server as given, metric as in the catalogue, then hour. An hour with a
+    negative bucket is missing, and also appended to ``rejected`` (when given) with the reason.
     """
-    acc: dict[tuple[str, str, int], list[int]] = {}  # -> [Σsum, Σcount, minutes]
+    acc: dict[tuple[str, str, int], list[int]] = {}  # -> [Σsum, Σcount, minutes, negative buckets]
     seen: set[tuple[str, str, int]] = set()
     for s in series:
         for b in s.buckets:
@@ -216,10 +227,11 @@ def hourly_values(
                     f"invalid metric-data for {s.path}: two values for the bucket starting at {b.start_ms}."
                 )
             seen.add(key)
-            a = acc.setdefault((s.server, s.metric.key, b.start_ms - b.start_ms % HOUR_MS), [0, 0, 0])
+            a = acc.setdefault((s.server, s.metric.key, b.start_ms - b.start_ms % HOUR_MS), [0, 0, 0, 0])
             a[0] += b.sum
             a[1] += b.count
             a[2] += b.minutes
+            a[3] += b.negative
     values: list[HourlyValue] = []
     missing: list[Missing] = []
     for server in servers:
@@ -227,7 +239,10 @@ def hourly_values(
             for hour in hours:
                 a = acc.get((server, metric.key, to_ms(hour)))
                 value = None
-                if a is not None:
+                if a is not None and a[3]:
+                    if rejected is not None:
+                        rejected.append((server, metric.key, hour, "negative count, sum or value from the controller"))
+                elif a is not None:
                     if metric.rollup is Rollup.AVERAGE:
                         value = a[0] / a[1] if a[1] else None
                     else:
@@ -237,6 +252,28 @@ def hourly_values(
                 else:
                     values.append(HourlyValue(server, metric.key, hour, value))
     return values, missing
+
+
+def check_plausible(
+    values: Iterable[HourlyValue], bounds: dict[str, tuple[float, float | None]]
+) -> tuple[list[HourlyValue], list[Rejected]]:
+    """Split ``values`` into the plausible ones and the rest: not finite, or outside the metric's
+    ``(min, max)`` (``max`` None: no upper bound; a metric without bounds: min 0, no max)."""
+    kept: list[HourlyValue] = []
+    refused: list[Rejected] = []
+    for v in values:
+        low, high = bounds.get(v.metric, (0.0, None))
+        if not math.isfinite(v.value):
+            why = f"{v.value} is not a finite number"
+        elif v.value < low:
+            why = f"{v.value:.6g} is below the plausible minimum {low:g} (source.plausible.{v.metric}.min)"
+        elif high is not None and v.value > high:
+            why = f"{v.value:.6g} is above the plausible maximum {high:g} (source.plausible.{v.metric}.max)"
+        else:
+            kept.append(v)
+            continue
+        refused.append((v.server, v.metric, v.hour, why))
+    return kept, refused
 
 
 def expected_servers(tiers: Iterable[str]) -> list[str]:
@@ -264,6 +301,8 @@ def _short(value: Any, limit: int = 80) -> str:
 
 __all__ = [
     "Bucket",
+    "Rejected",
+    "check_plausible",
     "HourlyValue",
     "Missing",
     "Series",

@@ -135,13 +135,35 @@ def test_body_may_be_bytes_and_pretty_printed():
 W1 = Window(H0_MS, H0_MS + 3_600_000, rollup=False)
 
 
-def test_negative_count_names_the_metric_path():
-    with pytest.raises(InvalidResponse) as err:
-        parse_metric_data(body(entry(ART, [point(H0_MS, -1, 5)])), W1, SERVERS)
-    assert str(err.value) == (
-        "invalid metric-data for Overall Application Performance|Average Response Time (ms): "
-        "metricValues[0].count must be a non-negative 64-bit integer. Got -1."
-    )
+def test_negative_count_makes_the_hour_a_gap_with_the_reason():
+    rejected: list = []
+    series = parse_metric_data(body(entry(ART, [point(H0_MS, -1, 5)]), entry(CPM, [point(H0_MS, 1, 60)])), W1, SERVERS)
+    values, missing = hourly_values(series, SERVERS, hours(1), rejected)
+    assert (MAIN, "art", H0) in missing and [v.metric for v in values] == ["cpm"]
+    assert rejected == [(MAIN, "art", H0, "negative count, sum or value from the controller")]
+
+
+def test_negative_start_time_is_still_malformed():
+    with pytest.raises(InvalidResponse, match="startTimeInMillis must be a non-negative 64-bit integer. Got -60000."):
+        parse_metric_data(body(entry(ART, [point(-MIN, 1, 5)])), W1, SERVERS)
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "why"),
+    [
+        ("art", 9.2e18, "9.2e+18 is above the plausible maximum 600000 (source.plausible.art.max)"),
+        ("art", float("nan"), "nan is not a finite number"),
+        ("cpm", -3.0, "-3 is below the plausible minimum 0 (source.plausible.cpm.min)"),
+        ("cpm", float("inf"), "inf is not a finite number"),
+    ],
+)
+def test_implausible_values_are_refused_with_the_reason(metric, value, why):
+    from artq.config import DEFAULT_PLAUSIBLE
+    from artq.sources.parse import check_plausible
+
+    good = HourlyValue(MAIN, metric, H0 + HOUR, 1.0)
+    kept, refused = check_plausible([HourlyValue(MAIN, metric, H0, value), good], DEFAULT_PLAUSIBLE)
+    assert kept == [good] and refused == [(MAIN, metric, H0, why)]
 
 
 def test_unknown_frequency_message():
@@ -188,7 +210,7 @@ def test_top_level_must_be_an_array():
         ([point(H0_MS, 1, 1), point(H0_MS, 1, 1)], "is not after the previous bucket"),
         ([point(H0_MS, 1, 1.5)], "sum must be an integer. Got 1.5"),
         ([point(H0_MS, True, 1)], "count must be an integer. Got True"),
-        ([point(H0_MS, 1, 2**63)], "non-negative 64-bit integer"),
+        ([point(H0_MS, 1, 2**63)], "sum must be a 64-bit integer"),
         ([point(10**17, 1, 1)], "not a plausible epoch-ms time"),
         ([{k: v for k, v in point(H0_MS, 1, 1).items() if k != "value"}], "metricValues[0] has no `value`"),
         ([[1, 2]], "metricValues[0] must be an object"),

@@ -97,7 +97,7 @@ def payloads(draw: st.DrawFn) -> tuple[list[dict], Window]:
 def oracle(payload: list[dict], window: Window) -> tuple[dict, set]:
     """Hourly values computed independently of parse.py, for a payload it accepted."""
     leaves = {m.leaf: m for m in METRICS}
-    acc: dict[tuple[str, str, int], list[float]] = defaultdict(lambda: [0, 0, 0])
+    acc: dict[tuple[str, str, int], list[float]] = defaultdict(lambda: [0, 0, 0, False])
     for e in payload:
         parts = e["metricPath"].split("|")
         if parts[0] != OVERALL or len(parts) not in (2, 3) or parts[-1] not in leaves:
@@ -118,8 +118,11 @@ def oracle(payload: list[dict], window: Window) -> tuple[dict, set]:
             a[0] += int(v["sum"])
             a[1] += int(v["count"])
             a[2] += minutes
+            a[3] = a[3] or min(int(v["sum"]), int(v["count"]), int(v["value"])) < 0  # a gap, never a value
     values = {}
-    for (server, key, hour), (s, c, minutes) in acc.items():
+    for (server, key, hour), (s, c, minutes, negative) in acc.items():
+        if negative:
+            continue
         average = next(m for m in METRICS if m.key == key).rollup is Rollup.AVERAGE
         if average and c == 0:
             continue
@@ -233,6 +236,8 @@ def test_breaking_a_required_field_of_a_read_metric_is_always_rejected(case, dat
         item, key = entry, data.draw(st.sampled_from(["frequency", "metricValues"]))
         if breaker in ("negative", "fraction", "huge"):
             breaker = "string"
+    if breaker == "negative" and key != "startTimeInMillis":
+        breaker = "string"  # a negative count, sum or value is well-formed: a gap (tested below), not an error
     if breaker == "drop":
         del item[key]
     else:
@@ -259,3 +264,25 @@ def test_truncated_or_garbled_text_never_escapes_as_another_exception(case, data
         return
     event("garbled: accepted")
     assert_agrees(json.loads(garbled), window, got)
+
+
+@settings(SETTINGS, max_examples=300)
+@given(payloads(), st.data())
+def test_a_negative_count_sum_or_value_makes_its_hour_a_rejected_gap(case, data):
+    payload, window = case
+    targets = [(e, v) for e in payload if "metricId" in e for v in e["metricValues"]
+               if window.rollup or window.start_ms <= v["startTimeInMillis"] < window.end_ms]
+    if not targets:
+        event("no in-window bucket to break")
+        return
+    entry, item = data.draw(st.sampled_from(targets))
+    item[data.draw(st.sampled_from(["count", "sum", "value"]))] = -data.draw(st.integers(1, 2**63))
+    hours = [datetime.fromtimestamp(window.start_ms / 1000, UTC) + timedelta(hours=i)
+             for i in range((window.end_ms - window.start_ms) // HOUR_MS)]
+    rejected: list = []
+    values, missing = hourly_values(parse_metric_data(json.dumps(payload), window, SERVERS), SERVERS, hours, rejected)
+    hour = datetime.fromtimestamp((window.start_ms if window.rollup else item["startTimeInMillis"] // HOUR_MS * HOUR_MS) / 1000, UTC)
+    path = entry["metricPath"].split("|")
+    key = (MAIN if len(path) == 2 else path[1], next(m.key for m in METRICS if m.leaf == path[-1]), hour)
+    assert key in missing and key not in {(v.server, v.metric, v.hour) for v in values}
+    assert (*key, "negative count, sum or value from the controller") in rejected
