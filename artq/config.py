@@ -23,12 +23,13 @@ import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 import yaml
 
 from artq.catalog import DEFAULT_TIERS
 from artq.errors import ConfigError
-from artq.redaction import http_url_problem, install_log_redaction
+from artq.redaction import http_url_problem, install_log_redaction, mask_url
 
 DEFAULT_CLIENT_ID = "artq@customer1"
 DEFAULT_CLIENT_SECRET = "artq-local-secret"  # the simulator's local default; never a real secret
@@ -376,7 +377,7 @@ def load_settings(path: str | os.PathLike | None = None, env: dict[str, str] | N
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist. Create it or unset ARTQ_CONFIG.")
         try:
-            raw = yaml.safe_load(p.read_text()) or {}
+            raw = yaml.safe_load(_read_utf8(p)) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
@@ -404,8 +405,42 @@ def load_settings(path: str | os.PathLike | None = None, env: dict[str, str] | N
     return settings
 
 
+# (key, lowest, highest): numbers that feed timeouts, retries and time spans. The upper limits
+# keep a typo (a few zeros too many) from overflowing a date or stalling a worker.
+NUMBER_RANGES: tuple[tuple[str, float, float], ...] = (
+    ("source.timeout_s", 0.001, 3600), ("source.retries", 0, 20), ("source.chunk_hours", 1, 24 * 366),
+    ("backfill_days", 1, 3660), ("forecast.training_days", 1, 3660), ("forecast.min_training_hours", 1, 24 * 3660),
+    ("forecast.tune_trials", 0, 100_000), ("alerts.webhook_timeout_s", 0.001, 300), ("alerts.webhook_retries", 1, 20),
+    ("alerts.webhook_backoff_s", 0, 3600),
+)
+
+
+def _validate_numbers(s: Settings) -> None:
+    for key, low, high in NUMBER_RANGES:
+        value: Any = s
+        for part in key.split("."):
+            value = getattr(value, part)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+            rule = f"in {low:g}..{high:g}" if low else f"between 0 and {high:g}"
+            raise ConfigError(f"`{key}` must be a finite number {rule}. Got {value!r}.")
+
+
 def _validate_security(s: Settings, env: dict[str, str]) -> None:
     """Checks of values that may come from the environment (set after the dataclasses checked theirs)."""
+    _validate_numbers(s)
+    if s.source.url:
+        try:
+            parts = urlsplit(s.source.url)
+            _ = parts.port  # raises ValueError for a port that is not a number in 0..65535
+        except ValueError:
+            raise ConfigError(
+                f"`source.url` must have a numeric port in 1..65535, e.g. https://acme.saas.appdynamics.com:8181. "
+                f"Got {mask_url(s.source.url)!r}."
+            ) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"`source.url` must be an http(s) URL such as https://acme.saas.appdynamics.com. Got {mask_url(s.source.url)!r}."
+            )
     if s.alerts.webhook_url:
         where = "ARTQ_ALERTS_WEBHOOK_URL" if env.get("ARTQ_ALERTS_WEBHOOK_URL") else "alerts.webhook_url"
         problem = http_url_problem(s.alerts.webhook_url, where)
@@ -436,6 +471,18 @@ def secret_values(settings: Settings, env: dict[str, str] | None = None) -> list
         values += [v for k, v in parse_qsl(parts.query)
                    if len(v) >= 16 or any(w in k.lower() for w in ("token", "secret", "key", "sig", "auth", "pass"))]
     return [v for v in values if v]
+
+
+def _read_utf8(p: Path) -> str:
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"config file {str(p)!r} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}). "
+            "Save it as UTF-8."
+        ) from None
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
@@ -475,6 +522,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if target in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (target is int and not isinstance(value, int)):
             raise ConfigError(f"`{key}` must be a {'whole number' if target is int else 'number'}. Got {value!r}.")
+        if not math.isfinite(value):  # YAML's .nan and .inf are floats
+            raise ConfigError(f"`{key}` must be a finite number. Got {value!r}.")
         return target(value)
     if target is str:
         if not isinstance(value, str):
