@@ -1,4 +1,4 @@
-"""Rolling-origin backtest on any hourly CSV, against seasonal-naive 24 h and 168 h.
+"""Rolling-origin backtest on any hourly CSV, against the last value and seasonal naive 24 h and 168 h.
 
 At every test hour ``t`` the models forecast ``t+1..t+6`` from rows up to ``t`` only; they are
 refitted every ``refit_every`` hours on the data up to the refit origin.
@@ -15,12 +15,15 @@ import pandas as pd
 
 from artq.config import ForecastSettings
 from artq.errors import InputError, NotEnoughData
-from artq.forecasting.baselines import SEASONS, in_sample_scale, seasonal_naive
+from artq.forecasting.baselines import SEASONS, in_sample_scale, last_value, seasonal_naive
 from artq.forecasting.intervals import empirical_coverage
 from artq.forecasting.model import _resolve_exog, train_bundle
 
 BOOKKEEPING = ("n_obs", "n_minutes", "label", "anomaly")  # never fed as inputs by --exog auto
 BACKTEST_MIN_TRAINING_HOURS = 168
+MAX_CSV_HOURS = 24 * 366 * 5  # five years of hours: a longer span is a typo'd timestamp, not data
+MAX_ABS_VALUE = 1e15  # larger magnitudes are corrupt cells (and overflow the log scale's sums)
+BASELINES = ("last_value", *SEASONS)
 
 
 def load_csv(path: str | os.PathLike, target: str, exog: str = "auto") -> pd.DataFrame:
@@ -55,6 +58,7 @@ def load_csv(path: str | os.PathLike, target: str, exog: str = "auto") -> pd.Dat
         i = int(np.flatnonzero(dup)[0])
         raise InputError(f"{p}: line {i + 2}: duplicate `timestamp` {raw['timestamp'].iloc[i]!r}. "
                          "Keep one row per hour.")
+    _check_span(p, times, raw["timestamp"])
     if exog == "auto":
         cols = [c for c in raw.columns if c not in ("timestamp", target)
                 and not any(k in c.lower() for k in BOOKKEEPING)]
@@ -77,6 +81,14 @@ def load_csv(path: str | os.PathLike, target: str, exog: str = "auto") -> pd.Dat
                 continue  # a text column: not an input
             raise InputError(f"{p}: line {i + 2}: column {c!r} has the non-numeric value {text.iloc[i]!r}. "
                              "Use numbers, or leave the cell empty for a missing hour.")
+        absurd = ~np.isfinite(values.fillna(0.0)) | (values.abs() > MAX_ABS_VALUE)
+        if absurd.any():
+            i = int(np.flatnonzero(absurd)[0])
+            if exog == "auto" and c != target:
+                continue  # a column with corrupt cells: not an input
+            raise InputError(f"{p}: line {i + 2}: column {c!r} has the value {text.iloc[i]!r}, outside the accepted "
+                             f"range of finite numbers within ±{MAX_ABS_VALUE:.0e}. Fix the cell, or leave it empty "
+                             "for a missing hour.")
         data[c] = values.to_numpy(dtype=float)
     frame = pd.DataFrame(data, index=pd.DatetimeIndex(times, name="timestamp")).sort_index()
     if frame[target].notna().sum() == 0:
@@ -87,6 +99,22 @@ def load_csv(path: str | os.PathLike, target: str, exog: str = "auto") -> pd.Dat
     return frame.reindex(grid)  # missing hours become NaN rows, never filled
 
 
+def _check_span(p: str, times: pd.Series, text: pd.Series) -> None:
+    """Refuse a file whose hourly grid would be absurdly long (one typo'd year expands to millions of
+    rows), naming the row farthest from the others."""
+    first, last = times.min(), times.max()
+    hours = (last - first) / pd.Timedelta(hours=1) + 1
+    if hours <= MAX_CSV_HOURS:
+        return
+    median = times.sort_values().iloc[len(times) // 2]
+    i = int(np.argmax(np.abs((times - median) / pd.Timedelta(hours=1)).to_numpy()))
+    raise InputError(
+        f"{p}: line {i + 2}: `timestamp` {text.iloc[i]!r} lies {abs(times.iloc[i] - median) / pd.Timedelta(days=1):,.0f} "
+        f"days from the middle of the file, so the hourly grid would span {hours:,.0f} hours (the limit is "
+        f"{MAX_CSV_HOURS:,}, five years). Fix that timestamp."
+    )
+
+
 @dataclass
 class BacktestReport:
     target: str
@@ -94,14 +122,15 @@ class BacktestReport:
     test_hours: int
     refit_every: int
     coverage_nominal: float
-    predictions: pd.DataFrame  # origin, horizon, actual, artq, lower, upper, seasonal_naive_24, _168
+    predictions: pd.DataFrame  # origin, horizon, actual, artq, lower, upper, last_value, seasonal_naive_24, _168
     scale: float  # in-sample seasonal-naive-24 MAE (MASE denominator)
     spike_threshold: float
     metrics: dict = field(default_factory=dict)
+    inputs_used: list[str] = field(default_factory=list)  # inputs the refitted models read (any refit)
 
     def __post_init__(self) -> None:
         self.metrics = {"artq": _metrics(self.predictions, "artq", self.scale, self.spike_threshold)}
-        for name in SEASONS:
+        for name in BASELINES:
             self.metrics[name] = _metrics(self.predictions, name, self.scale, self.spike_threshold)
 
     def as_dict(self) -> dict:
@@ -109,9 +138,10 @@ class BacktestReport:
         out = {"target": self.target, "exog": self.exog, "test_hours": self.test_hours,
                "refit_every": self.refit_every, "coverage_nominal": self.coverage_nominal,
                "first_origin": p["origin"].min().isoformat(), "last_origin": p["origin"].max().isoformat(),
-               "mase_scale": _clean(self.scale), "spike_threshold": _clean(self.spike_threshold)}
+               "mase_scale": _clean(self.scale), "spike_threshold": _clean(self.spike_threshold),
+               "inputs_used": list(self.inputs_used)}
         out.update(self.metrics["artq"])
-        out["baselines"] = {name: self.metrics[name] for name in SEASONS}
+        out["baselines"] = {name: self.metrics[name] for name in BASELINES}
         return out
 
     def render(self):
@@ -121,7 +151,7 @@ class BacktestReport:
         for col in ("model", "horizon", "MAE", "RMSE", "MASE", "coverage", "spike P", "spike R"):
             table.add_column(col, justify="right" if col not in ("model",) else "left")
         fmt = lambda v: "-" if v is None else f"{v:.3g}"
-        labels = {"artq": "artq", "seasonal_naive_24": "snaive24", "seasonal_naive_168": "snaive168"}
+        labels = {"artq": "artq", "last_value": "last", "seasonal_naive_24": "snaive24", "seasonal_naive_168": "snaive168"}
         for name, m in self.metrics.items():
             for h, hm in [*m["horizons"].items(), ("all", {"mae": m["mean_mae"], "rmse": m["mean_rmse"],
                           "mase": m["mean_mase"], "coverage": m["coverage"],
@@ -196,15 +226,17 @@ def backtest_frame(frame: pd.DataFrame, target: str, exog: str | Sequence[str] =
     blocks = refit_blocks(origins, refit_every)
     y = frame[target].astype(float)
     past = y.loc[: origins[0]]
-    rows = []
+    rows, used = [], []
     for i, block in enumerate(blocks):
         bundle = train_bundle(frame.loc[: block[0], [target, *cols]], target, replace(s), exog=cols)
+        used += [c for c in bundle.exog if c not in used]
         preds = bundle.predict_frame(frame.loc[: block[-1]], block)
         for h, df in preds.items():
             part = pd.DataFrame({"origin": block, "horizon": h,
                                  "actual": y.reindex(block + pd.Timedelta(hours=h)).to_numpy(),
                                  "artq": df["value"].to_numpy(), "lower": df["lower"].to_numpy(),
                                  "upper": df["upper"].to_numpy()})
+            part["last_value"] = last_value(y, block, h)
             for name, season in SEASONS.items():
                 part[name] = seasonal_naive(y, block, h, season)
             rows.append(part)
@@ -212,4 +244,4 @@ def backtest_frame(frame: pd.DataFrame, target: str, exog: str | Sequence[str] =
             progress(i + 1, len(blocks))
     predictions = pd.concat(rows, ignore_index=True).sort_values(["origin", "horizon"], ignore_index=True)
     return BacktestReport(target, list(cols), test_hours, refit_every, s.interval_coverage, predictions,
-                          in_sample_scale(past), float(np.nanquantile(past, 0.95)))
+                          in_sample_scale(past), float(np.nanquantile(past, 0.95)), inputs_used=used)

@@ -1,4 +1,4 @@
-"""Seasonal-naive baselines: the value of the same hour one season before the target hour."""
+"""Naive baselines: the last value, and the value of the same hour one season before the target hour."""
 
 from __future__ import annotations
 
@@ -18,3 +18,8 @@ def seasonal_naive(y: pd.Series, origins: pd.DatetimeIndex, horizon: int, season
 def in_sample_scale(y: pd.Series, season: int = 24) -> float:
     """MAE of the seasonal-naive forecast inside ``y``: the MASE denominator."""
     return float(np.nanmean(np.abs(y - y.shift(season))))
+
+
+def last_value(y: pd.Series, origins: pd.DatetimeIndex, horizon: int) -> np.ndarray:
+    """Persistence: the forecast of every horizon is the value at the origin."""
+    return y.reindex(origins).to_numpy(dtype=float)

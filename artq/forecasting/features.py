@@ -1,17 +1,23 @@
-"""Leak-proof features for the six horizon models.
+"""Leak-proof, anchored features for the six horizon models, built with NumPy.
 
-One row per forecast *origin* ``t0``; every value in that row is computed from rows at or before
-``t0`` (``shift`` with non-negative lags and trailing ``rolling`` windows, never centred). The
-only horizon-specific columns are the target's *same hour yesterday / last week* (hour
-``t0 + h - 24`` / ``t0 + h - 168``, both before ``t0`` for h <= 6) and the calendar of the target
-hour, which is known in advance.
+One row per forecast *origin* ``t0``. Every value in the row is computed from the origin's own
+*window*: the target's rows ``t0 - 168 .. t0`` and each input's rows ``t0 - 24 .. t0`` — nothing
+after ``t0`` (the leak test perturbs the future and checks every row up to the origin). The same
+code builds one row for a live forecast and 8,760 rows for training, so the two cannot disagree.
 
-Names are predictable: ``art_lag_0`` (the value at the origin), ``art_roll_mean_24``,
-``cpm_abpserver3_lag_1``, ``err_rate_abpserver3_lag_0``.
+Values live in the signed log1p scale ``s(v) = sign(v) log1p(|v|)`` and the target's features are
+*anchored*: they are differences to the anchor ``a0`` (the last known target value), so a model
+learns "how the next hours differ from now", which carries over when the baseline drifts. The
+anchor itself is the column ``{target}_level``; the trees never split on it (training blanks it,
+see :func:`artq.forecasting.tuning.fit_matrix`), it is there so the bases can be rebuilt from a row.
+Windows use medians, not means, so one extreme hour moves them little.
+
+Names: ``art_lag_3`` (s(y[t0-3]) - a0), ``art_med_24``, ``art_same_hour_7d``, ``cpm_s1_dev_24``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -20,19 +26,20 @@ import pandas as pd
 
 from artq.errors import InputError, NotEnoughData
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 LOOKBACK_HOURS = 168
-"""Oldest row any feature reads, counted back from the origin (last week, 168-hour windows)."""
+"""Oldest row any feature reads, counted back from the origin (same hour last week, 168-hour median)."""
 TARGET_LOOKBACK_HOURS = LOOKBACK_HOURS
 """Hours before the origin that the target's features read (the batch cycle loads this many)."""
 EXOG_LOOKBACK_HOURS = 24
-"""Hours before the origin that any other series' features read (lags 0-1, 3/6/24-hour windows, 24-hour deltas)."""
+"""Hours before the origin that any other series' features read (24-hour median, 1-hour delta)."""
 
-TARGET_LAGS = (0, 1, 2, 3, 4, 5, 11, 23)
-TARGET_WINDOWS = (3, 6, 24, 168)
+TARGET_LAGS = (1, 2, 3, 6, 12, 23)
+TARGET_MEDIANS = (3, 24, 168)
+DAYS = 7  # same-hour medians over the last week
+HOUR_NS = 3_600_000_000_000
 # Metric keys in the wide frame, longest first so `very_slow_x` is not read as `slow_...`.
 _METRIC_PREFIXES = ("very_slow", "exceptions", "slow", "epm", "cpm", "art")
-_RICH_METRICS = {"art", "cpm", "exog"}  # full set of lags/windows; the rest get a short set
 KIND_LABELS = {
     "art": "response time",
     "cpm": "load",
@@ -42,6 +49,18 @@ KIND_LABELS = {
     "slow": "slow calls",
     "very_slow": "slow calls",
 }
+
+
+def slog(v) -> np.ndarray:
+    """Signed log1p: log1p for non-negative values, odd-symmetric below zero (monotone, so a median
+    in this scale is a median in the original units)."""
+    v = np.asarray(v, dtype=float)
+    return np.sign(v) * np.log1p(np.abs(v))
+
+
+def slog_inv(z) -> np.ndarray:
+    z = np.asarray(z, dtype=float)
+    return np.sign(z) * np.expm1(np.abs(z))
 
 
 def split_column(column: str) -> tuple[str, str]:
@@ -66,7 +85,7 @@ def check_frame(frame: pd.DataFrame, target: str, columns: Sequence[str] = ()) -
     if not isinstance(idx, pd.DatetimeIndex) or idx.tz is None:
         raise InputError("`frame` must have a tz-aware UTC DatetimeIndex (one row per hour).")
     if len(idx) > 1:
-        wrong = np.asarray((idx[1:] - idx[:-1]) != pd.Timedelta(hours=1))
+        wrong = np.diff(idx.as_unit("ns").asi8) != HOUR_NS
         if wrong.any():
             bad = idx[1:][wrong][0]
             raise InputError(
@@ -76,6 +95,24 @@ def check_frame(frame: pd.DataFrame, target: str, columns: Sequence[str] = ()) -
     for col in (target, *columns):
         if col not in frame.columns:
             raise InputError(f"`frame` has no column {col!r}; it has {', '.join(map(str, frame.columns))}.")
+
+
+def _windows(z: np.ndarray, positions: np.ndarray, back: int) -> np.ndarray:
+    """``(len(positions), back + 1)``: row i holds ``z[p - back .. p]`` (NaN before the start)."""
+    padded = np.concatenate([np.full(back, np.nan), z])
+    return padded[positions[:, None] + np.arange(back + 1)]
+
+
+def _nanmedian(a: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing window is NaN, as meant
+        return np.nanmedian(a, axis=1)
+
+
+def _nanreduce(fn, a: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fn(a, axis=1)
 
 
 @dataclass
@@ -91,115 +128,92 @@ class FeatureBuilder:
         self.exog = list(self.exog)
 
     # ---- names -----------------------------------------------------------------------------
-    def _error_rate_pairs(self) -> list[tuple[str, str, str]]:
-        """(name, epm column, cpm column) for every server that has both counters."""
-        cols = set(self.exog) | {self.target}
-        pairs = []
-        for col in self.exog:
-            kind, server = split_column(col)
-            if kind == "epm":
-                cpm = f"cpm_{server}" if server else "cpm"
-                if cpm in cols:
-                    pairs.append((f"err_rate_{server}" if server else "err_rate", col, cpm))
-        return pairs
-
     @property
     def feature_names(self) -> list[str]:
-        return list(self._base_names()) + list(self._horizon_names())
+        return self.base_names + self.horizon_names
 
-    def _horizon_names(self) -> list[str]:
-        y = self.target
-        return [
-            f"{y}_same_hour_1d", f"{y}_same_hour_2d", f"{y}_same_hour_7d", f"{y}_same_hour_mean_7d",
-            f"{y}_same_hour_step_1d", f"{y}_same_hour_step_7d", "target_hour", "target_weekday",
-        ]
+    @property
+    def base_names(self) -> list[str]:
+        n = self.target
+        names = [f"{n}_level"] + [f"{n}_lag_{k}" for k in TARGET_LAGS] + [f"{n}_med_{w}" for w in TARGET_MEDIANS]
+        names += [f"{n}_mad_24", f"{n}_max_24", f"{n}_min_24", f"{n}_missing_0", f"{n}_missing_24"]
+        for c in self.exog:
+            names += [f"{c}_lag_0", f"{c}_dev_24", f"{c}_delta_1"]
+        if self.exog:
+            names.append("exog_missing_0")
+        return names
 
-    def _base_names(self) -> list[str]:
-        return list(self._base_table(_empty_frame([self.target, *self.exog])).columns)
+    @property
+    def horizon_names(self) -> list[str]:
+        n = self.target
+        return [f"{n}_same_hour_1d", f"{n}_same_hour_2d", f"{n}_same_hour_7d", f"{n}_same_hour_med_7d",
+                f"{n}_seasonal_step", "target_hour", "target_weekday"]
+
+    # ---- arrays ----------------------------------------------------------------------------
+    def arrays(self, frame: pd.DataFrame, positions: np.ndarray, horizons: Sequence[int],
+               check: bool = True) -> dict[int, np.ndarray]:
+        """Feature rows ``{h: float array (len(positions), n_features)}`` for the origins at the
+        given row positions of ``frame``; each row reads only rows ``<=`` its origin."""
+        if check:
+            check_frame(frame, self.target, self.exog)
+        positions = np.asarray(positions, dtype=np.int64)
+        n = len(positions)
+        W = _windows(slog(frame[self.target].to_numpy(dtype=float)), positions, LOOKBACK_HOURS)
+        last = LOOKBACK_HOURS
+        known = np.isfinite(W)
+        at = np.where(known, np.arange(last + 1), -1).max(axis=1)
+        a0 = np.where(at >= 0, W[np.arange(n), np.maximum(at, 0)], np.nan)  # last known value
+        cols = [a0]
+        cols += [W[:, last - k] - a0 for k in TARGET_LAGS]
+        med24 = None
+        for w in TARGET_MEDIANS:
+            m = _nanmedian(W[:, last + 1 - w :])
+            med24 = m if w == 24 else med24
+            cols.append(m - a0)
+        day = W[:, last - 23 :]
+        cols.append(_nanmedian(np.abs(day - med24[:, None])))
+        cols.append(_nanreduce(np.nanmax, day) - a0)
+        cols.append(_nanreduce(np.nanmin, day) - a0)
+        cols.append((~known[:, last]).astype(float))
+        cols.append((~known[:, last - 23 :]).sum(axis=1).astype(float))
+        if self.exog:
+            missing = np.zeros(n)
+            for c in self.exog:
+                V = _windows(slog(frame[c].to_numpy(dtype=float)), positions, EXOG_LOOKBACK_HOURS)
+                x0 = V[:, -1]
+                cols += [x0, x0 - _nanmedian(V[:, 1:]), x0 - V[:, -2]]
+                missing += np.isnan(x0)
+            cols.append(missing)
+        base = np.column_stack(cols) if n else np.empty((0, len(cols)))
+        stamps = frame.index.as_unit("ns").asi8[positions] if n else np.empty(0, dtype=np.int64)
+        hours0 = stamps // HOUR_NS  # hours since the epoch (a Thursday at 00:00)
+        out = {}
+        for h in horizons:
+            same = [last + h - 24 * k for k in range(1, DAYS + 1)]
+            steps = W[:, same] - W[:, [s - h for s in same]]
+            hour = hours0 + h
+            hcols = [W[:, last + h - 24] - a0, W[:, last + h - 48] - a0, W[:, h] - a0,
+                     _nanmedian(W[:, same]) - a0, _nanmedian(steps),
+                     (hour % 24).astype(float), ((hour // 24 + 3) % 7).astype(float)]
+            out[h] = np.hstack([base, np.column_stack(hcols)]) if n else np.empty((0, len(self.feature_names)))
+        return out
 
     # ---- tables ----------------------------------------------------------------------------
-    def _base_table(self, frame: pd.DataFrame) -> pd.DataFrame:
-        y = frame[self.target].astype(float)
-        cols: dict[str, pd.Series] = {}
-        n = self.target
-        for k in TARGET_LAGS:
-            cols[f"{n}_lag_{k}"] = y.shift(k)
-        for w in TARGET_WINDOWS:
-            roll = y.rolling(w, min_periods=max(1, w // 4))
-            cols[f"{n}_roll_mean_{w}"] = roll.mean()
-        for w in (24, 168):
-            roll = y.rolling(w, min_periods=max(2, w // 4))
-            cols[f"{n}_roll_std_{w}"] = roll.std()
-        cols[f"{n}_roll_max_24"] = y.rolling(24, min_periods=6).max()
-        cols[f"{n}_roll_min_24"] = y.rolling(24, min_periods=6).min()
-        cols[f"{n}_delta_1"] = y - y.shift(1)
-        cols[f"{n}_delta_24"] = y - y.shift(24)
-        same_hour = pd.concat([y.shift(24 * k) for k in range(1, 8)], axis=1).mean(axis=1)
-        cols[f"{n}_anomaly_7d"] = y - same_hour
-        cols[f"{n}_missing_0"] = y.isna().astype(float)
-        cols[f"{n}_missing_24"] = y.isna().astype(float).rolling(24, min_periods=1).sum()
-        cols["origin_hour"] = pd.Series(frame.index.hour, index=frame.index, dtype=float)
-        for col in self.exog:
-            x = frame[col].astype(float)
-            kind, _ = split_column(col)
-            cols[f"{col}_lag_0"] = x
-            if kind in _RICH_METRICS:
-                cols[f"{col}_lag_1"] = x.shift(1)
-                cols[f"{col}_roll_mean_3"] = x.rolling(3, min_periods=1).mean()
-                cols[f"{col}_roll_mean_24"] = x.rolling(24, min_periods=6).mean()
-                cols[f"{col}_delta_24"] = x - x.shift(24)
-            else:
-                cols[f"{col}_roll_mean_6"] = x.rolling(6, min_periods=2).mean()
-        for name, epm, cpm in self._error_rate_pairs():
-            rate = frame[epm].astype(float) / frame[cpm].astype(float).where(frame[cpm] > 0)
-            cols[f"{name}_lag_0"] = rate
-            cols[f"{name}_roll_mean_24"] = rate.rolling(24, min_periods=6).mean()
-        if self.exog:
-            cols["exog_missing_0"] = frame[self.exog].isna().sum(axis=1).astype(float)
-        return pd.DataFrame(cols, index=frame.index)
-
-    def _horizon_table(self, frame: pd.DataFrame, horizon: int) -> pd.DataFrame:
-        y = frame[self.target].astype(float)
-        n, h = self.target, horizon
-        d1, d2, d7 = y.shift(24 - h), y.shift(48 - h), y.shift(168 - h)
-        mean7 = pd.concat([y.shift(24 * k - h) for k in range(1, 8)], axis=1).mean(axis=1)
-        when = frame.index + pd.Timedelta(hours=h)
-        return pd.DataFrame(
-            {
-                f"{n}_same_hour_1d": d1,
-                f"{n}_same_hour_2d": d2,
-                f"{n}_same_hour_7d": d7,
-                f"{n}_same_hour_mean_7d": mean7,
-                f"{n}_same_hour_step_1d": d1 - y.shift(24),
-                f"{n}_same_hour_step_7d": d7 - y.shift(168),
-                "target_hour": np.asarray(when.hour, dtype=float),
-                "target_weekday": np.asarray(when.day_of_week, dtype=float),
-            },
-            index=frame.index,
-        )
-
     def transform(self, frame: pd.DataFrame, horizons: Sequence[int]) -> dict[int, pd.DataFrame]:
         """Feature tables ``{h: X_h}`` for every row of ``frame`` taken as an origin."""
         check_frame(frame, self.target, self.exog)
-        base = self._base_table(frame)
-        return {h: pd.concat([base, self._horizon_table(frame, h)], axis=1) for h in horizons}
+        arrays = self.arrays(frame, np.arange(len(frame)), horizons, check=False)
+        return {h: pd.DataFrame(a, index=frame.index, columns=self.feature_names) for h, a in arrays.items()}
 
     def transform_at(self, frame: pd.DataFrame, origins: pd.DatetimeIndex, horizons: Sequence[int]) -> dict[int, pd.DataFrame]:
         """Feature rows for the given origins only (each computed from rows <= its origin)."""
         check_frame(frame, self.target, self.exog)
-        missing = origins.difference(frame.index)
-        if len(missing):
-            raise InputError(f"`origin` {missing[0].isoformat()} is not a row of `frame`.")
-        first = frame.index.get_loc(origins.min())
-        start = max(0, first - LOOKBACK_HOURS - 1)
-        last = frame.index.get_loc(origins.max())
-        window = frame.iloc[start : last + 1]
-        tables = self.transform(window, horizons)
-        return {h: t.loc[origins] for h, t in tables.items()}
-
-
-def _empty_frame(columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(columns=columns, index=pd.DatetimeIndex([], tz="UTC"), dtype=float)
+        origins = pd.DatetimeIndex(origins)
+        positions = frame.index.get_indexer(origins)
+        if (positions < 0).any():
+            raise InputError(f"`origin` {origins[positions < 0][0].isoformat()} is not a row of `frame`.")
+        arrays = self.arrays(frame, positions, horizons, check=False)
+        return {h: pd.DataFrame(a, index=origins, columns=self.feature_names) for h, a in arrays.items()}
 
 
 def history_hours_needed() -> int:

@@ -6,9 +6,12 @@ model gets intervals proportional to the level). The bounds are the empirical re
 quantiles at ``(1 - c)/2`` and ``(1 + c)/2`` with the finite-sample correction, so the interval
 need not be symmetric.
 
-At prediction time the residual set slides forward (as in EnbPI, Xu & Xie 2021): the model's own
-residuals on hours that ended after its training window and at or before the origin replace the
-oldest validation residuals, so the intervals follow a change of volatility without a retrain.
+The calibration residuals come from every time-ordered fold of model selection. At prediction
+time the set slides forward (as in EnbPI, Xu & Xie 2021): the model's own residuals on hours that
+ended after its training window and at or before the origin join it with a weight that grows
+with their number, up to ``RECENT_SHARE`` of the total once ``RECENT_FULL`` of them exist, so
+the intervals follow a change of volatility within a day or two, without a retrain, while a
+handful of recent hours cannot collapse them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+RECENT_FULL = 48  # this many recent residuals carry the full RECENT_SHARE of the weight
+RECENT_SHARE = 0.5
 
 
 @dataclass
@@ -47,8 +53,12 @@ class ConformalInterval:
         if self.residuals_ is None or not len(recent):
             lo, hi = self.bounds(np.array([scaled_pred]))
             return float(lo[0]), float(hi[0])
-        r = np.concatenate([self.residuals_, recent])[-len(self.residuals_) :]
-        lo, hi = _quantiles(r, self.coverage)
+        recent = np.asarray(recent, dtype=float)[-RECENT_FULL:]
+        share = RECENT_SHARE * len(recent) / RECENT_FULL
+        r = np.concatenate([self.residuals_, recent])
+        w = np.concatenate([np.full(len(self.residuals_), (1 - share) / len(self.residuals_)),
+                            np.full(len(recent), share / len(recent))])
+        lo, hi = _weighted_quantiles(r, w, self.coverage)
         return scaled_pred + min(lo, 0.0), scaled_pred + max(hi, 0.0)
 
     def bounds(self, scaled_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +86,17 @@ def _quantiles(r: np.ndarray, coverage: float) -> tuple[float, float]:
     hi_level = min(1.0, math.ceil((n + 1) * (1 - alpha)) / n)
     lo_level = max(0.0, math.floor((n + 1) * alpha) / n - 1 / n)
     return float(np.quantile(r, lo_level, method="lower")), float(np.quantile(r, hi_level, method="higher"))
+
+
+def _weighted_quantiles(r: np.ndarray, w: np.ndarray, coverage: float) -> tuple[float, float]:
+    """Weighted residual quantiles at (1 - c)/2 and (1 + c)/2 (the outer sample at each end)."""
+    order = np.argsort(r, kind="stable")
+    r, cw = r[order], np.cumsum(w[order])
+    cw /= cw[-1]
+    alpha = (1 - coverage) / 2
+    lo = r[max(0, int(np.searchsorted(cw, alpha, side="left")) - 1)]
+    hi = r[min(len(r) - 1, int(np.searchsorted(cw, 1 - alpha, side="left")))]
+    return float(lo), float(hi)
 
 
 def empirical_coverage(y: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:

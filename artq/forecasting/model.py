@@ -1,8 +1,13 @@
-"""Six XGBoost regressors (direct strategy, one per horizon) with intervals: :class:`ModelBundle`.
+"""Six direct horizon forecasts with intervals: :class:`ModelBundle`.
 
-``train_bundle`` builds the leak-proof features, chooses per horizon a target transform (and,
-with ``tune=True``, hyper-parameters) on time-ordered validation rows, calibrates a conformal
-interval from those out-of-sample residuals, and refits each model on the whole window.
+``train_bundle`` screens the input series (:mod:`artq.forecasting.screening`), builds the
+anchored features, chooses per horizon among the naive forecasts, anchored XGBoost models and
+blends on time-ordered folds (:func:`artq.forecasting.tuning.select`), calibrates a conformal
+interval from the residuals of all folds, and refits the chosen models on the whole window.
+
+Prediction is NumPy end to end: one feature array per horizon for all origins asked (and the
+recent origins whose errors recalibrate the intervals), ``Booster.inplace_predict`` on it, no
+pandas ``DMatrix``. Drivers (``pred_contribs``) are computed for the forecasts that return them.
 """
 
 from __future__ import annotations
@@ -18,19 +23,16 @@ import xgboost as xgb
 from artq.config import ForecastSettings
 from artq.errors import InputError, ModelError, NotEnoughData
 from artq.forecasting.explain import feature_group, group_contributions
-from artq.forecasting.features import (
-    FeatureBuilder,
-    check_frame,
-    ensure_rows,
-    history_hours_needed,
-)
-from artq.forecasting.intervals import ConformalInterval
-from artq.forecasting.transforms import TargetTransform, candidates
-from artq.forecasting.tuning import Member, fit_final, select
+from artq.forecasting.features import FeatureBuilder, check_frame, ensure_rows, history_hours_needed, slog
+from artq.forecasting.intervals import ConformalInterval, empirical_coverage
+from artq.forecasting.screening import screen_inputs
+from artq.forecasting.transforms import BaseColumns, TargetTransform
+from artq.forecasting.tuning import Member, fit_final, fit_matrix, select, train_booster  # noqa: F401 (Member: re-export)
 from artq.timeutil import as_utc
 
 Progress = Callable[[str, int, int], None]
 DEFAULT_TUNE_TRIALS = 12
+HOUR_NS = 3_600_000_000_000
 RECENT_HOURS = 48  # forecasts this far back recalibrate the intervals (sliding conformal window)
 
 
@@ -55,7 +57,7 @@ class HorizonForecast:
 
 @dataclass
 class ModelBundle:
-    """The six horizon models and everything needed to use and judge them."""
+    """The six horizon forecasts and everything needed to use and judge them."""
 
     target: str
     exog: list[str]
@@ -63,7 +65,7 @@ class ModelBundle:
     coverage: float = 0.8
     tier_names: dict[str, str] = field(default_factory=dict)  # column slug -> tier display name
     feature_names_: list[str] = field(default_factory=list)
-    members_: dict[int, list[Member]] = field(default_factory=dict)  # per horizon: 1 model or a blend of 2
+    members_: dict[int, list[Member]] = field(default_factory=dict)  # per horizon: 1 forecast or a blend of 2
     boosters_: dict[int, list[xgb.Booster]] = field(default_factory=dict)  # aligned with members_
     intervals_: dict[int, ConformalInterval] = field(default_factory=dict)
     metrics_: dict = field(default_factory=dict)
@@ -76,7 +78,7 @@ class ModelBundle:
 
     @property
     def transforms_(self) -> dict[int, TargetTransform]:
-        """The primary (best single) model's target transform per horizon."""
+        """The primary member's target transform per horizon."""
         return {h: m[0].transform for h, m in self.members_.items()}
 
     @property
@@ -92,10 +94,56 @@ class ModelBundle:
         return FeatureBuilder(self.target, self.exog)
 
     @property
+    def base_columns(self) -> BaseColumns:
+        cached = self.__dict__.get("_base_columns")
+        if cached is None or cached[0] is not self.feature_names_:
+            cached = (self.feature_names_, BaseColumns.of(self.feature_names_, self.target))
+            self.__dict__["_base_columns"] = cached
+        return cached[1]
+
+    @property
+    def groups(self) -> list[str]:
+        """The driver group of every feature (cached)."""
+        cached = self.__dict__.get("_groups")
+        if cached is None or cached[0] is not self.feature_names_:
+            cached = (self.feature_names_, [feature_group(f, self.target, self.exog, self.tier_names)
+                                            for f in self.feature_names_])
+            self.__dict__["_groups"] = cached
+        return cached[1]
+
+    @property
     def history_hours_needed(self) -> int:
         """Rows up to and including the origin that :meth:`predict` reads: the features' lookback,
         plus the last ``RECENT_HOURS`` of forecasts whose errors recalibrate the intervals."""
         return history_hours_needed() + RECENT_HOURS + self.horizons
+
+    # ---- the arithmetic every prediction path shares ----------------------------------------
+    def values(self, X: np.ndarray, horizon: int) -> np.ndarray:
+        """Point forecasts (original units) for feature rows ``X`` (columns ``feature_names_``):
+        the mean of the horizon's members; a naive member (no trees) is its base."""
+        cols = self.base_columns
+        out = np.zeros(len(X))
+        members = self.members_[horizon]
+        for m, b in zip(members, self.boosters_[horizon], strict=True):
+            raw = np.zeros(len(X)) if m.n_rounds == 0 else b.inplace_predict(X, validate_features=False)
+            out += m.transform.decode(raw, X, cols)
+        return out / len(members)
+
+    def bounds(self, value: float, horizon: int, recent: np.ndarray) -> tuple[float, float]:
+        """Interval around one forecast; ``recent``: out-of-sample residuals, oldest first."""
+        lo, hi = self.intervals_[horizon].bounds_with(float(slog(value)), recent)
+        return float(TargetTransform.inv(lo)), float(TargetTransform.inv(hi))
+
+    def drivers(self, row: np.ndarray, horizon: int, value: float, top: int = 5) -> list[tuple[str, float]]:
+        """Feature contributions in the target's units (scaled by d value / d s(value))."""
+        total = np.zeros(len(self.feature_names_) + 1)
+        members = list(zip(self.members_[horizon], self.boosters_[horizon], strict=True))
+        learned = [(m, b) for m, b in members if m.n_rounds > 0]
+        if learned:
+            dm = xgb.DMatrix(np.asarray(row, dtype=np.float32).reshape(1, -1), nthread=1)
+            for _, b in learned:
+                total += b.predict(dm, pred_contribs=True, validate_features=False)[0] / len(members)
+        return group_contributions(total, self.groups, 1.0 + abs(value), top=top)
 
     # ---- prediction --------------------------------------------------------------------------
     def _check_horizon(self, horizon: int) -> None:
@@ -116,22 +164,45 @@ class ModelBundle:
             return frame
         return frame.assign(**{c: np.nan for c in missing})
 
-    def point(self, X: pd.DataFrame, horizon: int) -> np.ndarray:
-        """Point forecasts (original units) for feature rows ``X``: the mean of the horizon's members."""
-        dm = xgb.DMatrix(X[self.feature_names_], feature_names=self.feature_names_)
-        values = [m.transform.decode(b.predict(dm), X, self.target)
-                  for m, b in zip(self.members_[horizon], self.boosters_[horizon], strict=True)]
-        return np.mean(values, axis=0)
-
-    def _drivers(self, X: pd.DataFrame, horizon: int, value: float, groups: list[str]) -> list[tuple[str, float]]:
-        """Feature contributions in the target's units (log models: scaled by d value / d log)."""
-        dm = xgb.DMatrix(X[self.feature_names_], feature_names=self.feature_names_)
-        total = np.zeros(len(self.feature_names_) + 1)
-        members = list(zip(self.members_[horizon], self.boosters_[horizon], strict=True))
-        for m, b in members:
-            unit = 1.0 + max(value, 0.0) if m.transform.scale == "log" else 1.0
-            total += b.predict(dm, pred_contribs=True)[0] * unit / len(members)
-        return group_contributions(total, groups, 1.0)
+    def _forecast(self, frame: pd.DataFrame, origins: pd.DatetimeIndex, horizons: Sequence[int],
+                  with_drivers: bool) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, list]]:
+        """``{h: (value, lower, upper, drivers)}`` per origin. Each origin's interval takes in the
+        residuals of forecasts of hours after the training window and at or before the origin."""
+        H = self.horizons
+        index = frame.index
+        pos = index.get_indexer(origins)
+        if (pos < 0).any():
+            raise InputError(f"`origin` {origins[pos < 0][0].isoformat()} is not a row of `frame`.")
+        end = pd.Timestamp(self.training_window_["end"]) if self.training_window_ else origins.min()
+        first = max(origins.min() - pd.Timedelta(hours=RECENT_HOURS + H), end - pd.Timedelta(hours=H))
+        lo_pos = int(index.searchsorted(first))
+        extra = np.arange(lo_pos, int(pos.max()))
+        all_pos = np.union1d(pos, extra)
+        X = self.builder.arrays(frame, all_pos, horizons, check=False)
+        z = slog(frame[self.target].to_numpy(dtype=float))
+        stamps = index.as_unit("ns").asi8
+        step = HOUR_NS
+        end_i = pd.Timestamp(end).value  # always nanoseconds
+        where = np.searchsorted(all_pos, pos)
+        out = {}
+        for h in horizons:
+            value = self.values(X[h], h)
+            target_pos = all_pos + h
+            actual = np.where(target_pos < len(z), z[np.minimum(target_pos, len(z) - 1)], np.nan)
+            residual = actual - slog(value)
+            when = stamps[all_pos] + h * step  # target hours of every forecast
+            lower, upper = np.empty(len(pos)), np.empty(len(pos))
+            drivers = []
+            for i, (p, w) in enumerate(zip(pos, where, strict=True)):
+                t = stamps[p]
+                a = np.searchsorted(when, max(end_i, t - RECENT_HOURS * step), side="right")
+                b = np.searchsorted(when, t, side="right")
+                recent = residual[a:b]
+                lower[i], upper[i] = self.bounds(value[w], h, recent[np.isfinite(recent)])
+                if with_drivers:
+                    drivers.append(self.drivers(X[h][w], h, float(value[w])))
+            out[h] = (value[where], lower, upper, drivers)
+        return out
 
     def predict_frame(self, frame: pd.DataFrame, origins: Sequence | pd.DatetimeIndex) -> dict[int, pd.DataFrame]:
         """Vectorised forecasts for many origins: ``{h: DataFrame(value, lower, upper)}``.
@@ -140,29 +211,10 @@ class ModelBundle:
         recent residuals are those of hours after the training window and at or before the origin.
         """
         frame = self._with_columns(frame)
+        check_frame(frame, self.target, self.exog)
         origins = pd.DatetimeIndex(origins)
-        H = self.horizons
-        end = pd.Timestamp(self.training_window_["end"]) if self.training_window_ else origins.min()
-        first = max(origins.min() - pd.Timedelta(hours=RECENT_HOURS + H), end - pd.Timedelta(hours=H))
-        extra = frame.index[(frame.index >= first) & (frame.index < origins.max())]
-        all_o = origins.union(extra)
-        X = self.builder.transform_at(frame, all_o, range(1, H + 1))
-        y = frame[self.target].astype(float)
-        pos = all_o.get_indexer(origins)
-        out = {}
-        for h in range(1, H + 1):
-            value = self.point(X[h], h)
-            scale = self.members_[h][0].transform  # intervals live in the primary model's scale
-            when = all_o + pd.Timedelta(hours=h)
-            residual = scale.fwd(y.reindex(when).to_numpy()) - scale.fwd(value)
-            lo, hi = np.empty(len(origins)), np.empty(len(origins))
-            for i, (p, t) in enumerate(zip(pos, origins, strict=True)):
-                a = when.searchsorted(max(end, t - pd.Timedelta(hours=RECENT_HOURS)), side="right")
-                b = when.searchsorted(t, side="right")
-                recent = residual[a:b]
-                lo[i], hi[i] = self.intervals_[h].bounds_with(float(scale.fwd(value[p])), recent[np.isfinite(recent)])
-            out[h] = pd.DataFrame({"value": value[pos], "lower": scale.inv(lo), "upper": scale.inv(hi)}, index=origins)
-        return out
+        got = self._forecast(frame, origins, range(1, self.horizons + 1), with_drivers=False)
+        return {h: pd.DataFrame({"value": v, "lower": lo, "upper": hi}, index=origins) for h, (v, lo, hi, _) in got.items()}
 
     def predict(self, frame: pd.DataFrame, origin: datetime, horizon: int) -> HorizonForecast:
         """Forecast hour ``origin + horizon`` from rows at or before ``origin`` only."""
@@ -177,22 +229,22 @@ class ModelBundle:
             raise InputError(f"`origin` must be a datetime on a whole UTC hour. Got {origin!r}.")
         origin = pd.Timestamp(as_utc(origin))
         frame = self._with_columns(frame)
-        check_frame(frame, self.target)
-        past = frame.loc[:origin, [self.target, *self.exog]]
+        if not isinstance(frame.index, pd.DatetimeIndex) or frame.index.tz is None:
+            check_frame(frame, self.target)
+        stop = int(frame.index.searchsorted(origin, side="right"))
+        past = frame.iloc[max(0, stop - self.history_hours_needed) : stop]
+        check_frame(past, self.target, self.exog)
         if len(past) == 0 or past.index[-1] != origin:
             raise InputError(f"`origin` {origin.isoformat()} is not a row of `frame`.")
-        if past[self.target].iloc[-self.history_hours_needed :].notna().sum() == 0:
+        if past[self.target].notna().sum() == 0:
             raise NotEnoughData(f"no known `{self.target}` value in the {self.history_hours_needed} hours up to {origin.isoformat()}.")
-        X = self.builder.transform_at(past, pd.DatetimeIndex([origin]), horizons)
-        rows = self.predict_frame(past, [origin])
+        got = self._forecast(past, pd.DatetimeIndex([origin]), horizons, with_drivers=True)
         out = []
-        groups = [feature_group(f, self.target, self.exog, self.tier_names) for f in self.feature_names_]
         for h in horizons:
-            row = rows[h].iloc[0]
+            value, lower, upper, drivers = got[h]
             out.append(HorizonForecast(
                 horizon=h, origin=origin.to_pydatetime(), target_hour=(origin + pd.Timedelta(hours=h)).to_pydatetime(),
-                value=float(row["value"]), lower=float(row["lower"]), upper=float(row["upper"]),
-                coverage=self.coverage, drivers=self._drivers(X[h], h, float(row["value"]), groups),
+                value=float(value[0]), lower=lower[0], upper=upper[0], coverage=self.coverage, drivers=drivers[0],
             ))
         return out
 
@@ -207,10 +259,20 @@ def _resolve_exog(frame: pd.DataFrame, target: str, exog: str | Sequence[str]) -
     return list(exog)
 
 
+def _hidden(names: list[str], target: str, exog: list[str], inputs: bool) -> np.ndarray:
+    """Columns the trees must not read: the anchor's level always, the inputs unless ``inputs``."""
+    hide = np.array([n == f"{target}_level" for n in names])
+    if not inputs:
+        own = FeatureBuilder(target, exog).base_names
+        inputs_cols = set(own) - set(FeatureBuilder(target, []).base_names)
+        hide |= np.array([n in inputs_cols for n in names])
+    return hide
+
+
 def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSettings | None = None,
                  tune: bool = False, progress: Progress | None = None, *, exog: str | Sequence[str] = "auto",
                  tier_names: Mapping[str, str] | None = None) -> ModelBundle:
-    """Fit the six horizon models on the last ``settings.training_days`` of ``frame``."""
+    """Fit the six horizon forecasts on the last ``settings.training_days`` of ``frame``."""
     s = settings or ForecastSettings()
     if not isinstance(tune, bool):
         raise InputError(f"`tune` must be True or False. Got {tune!r}.")
@@ -218,19 +280,13 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
     cols = _resolve_exog(frame, target, exog)
     check_frame(frame, target, cols)
     window_start = frame.index[-1] - pd.Timedelta(hours=s.training_days * 24 - 1)
-    in_window = frame.index >= window_start
-    cols = [c for c in cols if frame.loc[in_window, c].notna().any()]  # drop series never observed
-    bundle = ModelBundle(target=target, exog=cols, horizons=s.horizons, coverage=s.interval_coverage,
-                         tier_names=dict(tier_names or {}), seed=s.seed, tuned_=tune)
-    builder = bundle.builder
-    bundle.feature_names_ = builder.feature_names
-    tables = builder.transform(frame[[target, *cols]], range(1, s.horizons + 1))
-    y_all = frame[target].astype(float)
+    in_window = np.asarray(frame.index >= window_start)
+    y_all = frame[target].to_numpy(dtype=float)
     y_window = y_all[in_window]
-    ensure_rows(int(y_window.notna().sum()), s.min_training_hours, "training")
+    ensure_rows(int(np.isfinite(y_window).sum()), s.min_training_hours, "training")
+    screened, dropped = screen_inputs(frame.loc[in_window], target, cols)
     trials = (s.tune_trials or DEFAULT_TUNE_TRIALS) if tune else 0
-    n_candidates = len(candidates(y_all.to_numpy(), tables[1].loc[in_window], target))
-    steps, done = s.horizons * (n_candidates + trials + 1), 0
+    steps, done = s.horizons * (3 + (1 if screened else 0) + trials + 1), 0
 
     def tick(stage: str) -> None:
         nonlocal done
@@ -238,45 +294,102 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
         if progress:
             progress(stage, done, steps)
 
-    snaive_scale = float(np.nanmean(np.abs(y_window - y_window.shift(24))))
-    per_h: dict[str, dict] = {}
+    positions = np.flatnonzero(in_window)
+    sel_builder = FeatureBuilder(target, screened)
+    names = sel_builder.feature_names
+    arrays = sel_builder.arrays(frame, positions, range(1, s.horizons + 1), check=False)
+    base_cols = BaseColumns.of(names, target)
+    level = names.index(f"{target}_level")
+    exog_cols = np.flatnonzero(_hidden(names, target, screened, False) & ~_hidden(names, target, screened, True))
+    selections, rows_of = {}, {}
     for h in range(1, s.horizons + 1):
-        yh = y_all.shift(-h).to_numpy()
-        rows = in_window & np.isfinite(yh)
-        X, y = tables[h].loc[rows], yh[rows]
-        ensure_rows(len(y), s.min_training_hours, f"horizon {h}")
-        sel = select(X, y, h, target, candidates(y, X, target), trials, s.seed, progress=tick)
-        members = [Member(m.transform, m.params, 0 if m.n_rounds == 0 else max(10, int(m.n_rounds * 1.15)))
-                   for m in sel.members]
-        bundle.boosters_[h] = [fit_final(X, y, m.transform, target, m.params, m.n_rounds, s.seed) for m in members]
-        bundle.members_[h] = members
+        yh = np.where(positions + h < len(y_all), y_all[np.minimum(positions + h, len(y_all) - 1)], np.nan)
+        rows = np.isfinite(yh) & np.isfinite(arrays[h][:, level])
+        ensure_rows(int(rows.sum()), s.min_training_hours, f"horizon {h}")
+        selections[h] = select(arrays[h][rows], yh[rows], h, base_cols, level, exog_cols, trials, s.seed,
+                               progress=tick)
+        rows_of[h] = (rows, yh[rows])
+    used = screened if any(m.inputs for sel in selections.values() for m in sel.members) else []
+    bundle = ModelBundle(target=target, exog=list(used), horizons=s.horizons, coverage=s.interval_coverage,
+                         tier_names=dict(tier_names or {}), seed=s.seed, tuned_=tune)
+    bundle.feature_names_ = bundle.builder.feature_names
+    if used != screened:  # no horizon reads the inputs: the final models get the short layout
+        arrays = bundle.builder.arrays(frame, positions, range(1, s.horizons + 1), check=False)
+    final_cols = bundle.base_columns
+    fnames = bundle.feature_names_
+    per_h: dict[str, dict] = {}
+    snaive_scale = float(np.nanmean(np.abs(y_window[24:] - y_window[:-24]))) if len(y_window) > 24 else float("nan")
+    for h in range(1, s.horizons + 1):
+        sel = selections[h]
+        rows, y = rows_of[h]
+        X = arrays[h][rows]
+        boosters = []
+        for m in sel.members:
+            if m.n_rounds == 0:
+                dm = fit_matrix(X[:1], np.zeros(len(fnames), dtype=bool), fnames)
+                dm.set_label(np.zeros(1))
+                boosters.append(train_booster(dm, {}, s.seed, 0))
+            else:
+                m.n_rounds = max(10, int(m.n_rounds * 1.1))  # the whole window holds more rows than a fold
+                boosters.append(fit_final(X, y, m, final_cols, _hidden(fnames, target, list(used), m.inputs),
+                                          fnames, s.seed))
+        bundle.members_[h], bundle.boosters_[h] = sel.members, boosters
         tick(f"h{h} final fit")
         bundle.intervals_[h] = ConformalInterval(s.interval_coverage).fit(sel.val_scaled_residuals)
-        y_val, X_val = y[sel.val_positions], X.iloc[sel.val_positions]
-        naive = X_val[f"{target}_same_hour_1d"].to_numpy()
-        err = y_val - sel.val_pred
-        per_h[str(h)] = {
-            "mae": float(np.nanmean(np.abs(err))),
-            "rmse": float(np.sqrt(np.nanmean(err**2))),
-            "mase": float(np.nanmean(np.abs(err)) / snaive_scale) if snaive_scale > 0 else float("nan"),
-            "seasonal_naive_24_mae": float(np.nanmean(np.abs(y_val - naive))),
-            "transform": "+".join(m.transform.name + ("(naive)" if m.n_rounds == 0 else "") for m in members),
-            "validation_rows": len(y_val),
-            "validation_start": X_val.index[0].isoformat(),
-        }
+        per_h[str(h)] = _horizon_metrics(sel, y, snaive_scale, s.interval_coverage, used)
     if progress and done < steps:
         progress("done", steps, steps)
-    mean = lambda k: float(np.mean([m[k] for m in per_h.values()]))
+    mean = lambda k: float(np.nanmean([m[k] if m[k] is not None else np.nan for m in per_h.values()]))
     bundle.metrics_ = {
         "mean_mae": mean("mae"), "mean_rmse": mean("rmse"), "mean_mase": mean("mase"),
-        "seasonal_naive_24_mean_mae": mean("seasonal_naive_24_mae"), "horizons": per_h,
+        "seasonal_naive_24_mean_mae": mean("seasonal_naive_24_mae"),
+        "seasonal_naive_168_mean_mae": mean("seasonal_naive_168_mae"), "last_value_mean_mae": mean("last_value_mae"),
+        "mean_coverage": mean("coverage"), "horizons": per_h,
+        "inputs": {"used": list(used), "screened_in": list(screened), "dropped": dropped},
     }
+    window = frame.index[in_window]
+    bundle.training_window_ = {"start": window[0].isoformat(), "end": window[-1].isoformat(),
+                               "rows": len(window), "target_rows": int(np.isfinite(y_window).sum())}
     win = frame.loc[in_window]
-    bundle.training_window_ = {"start": win.index[0].isoformat(), "end": win.index[-1].isoformat(),
-                               "rows": len(win), "target_rows": int(y_window.notna().sum())}
-    bundle.input_ranges_ = {c: _ranges(win[c]) for c in [target, *cols]}
+    bundle.input_ranges_ = {c: _ranges(win[c]) for c in [target, *used]}
     bundle.spike_threshold_ = float(np.nanquantile(y_window, 0.95))
     return bundle
+
+
+def _horizon_metrics(sel, y: np.ndarray, snaive_scale: float, coverage: float, used: list[str]) -> dict:
+    rows = sel.val_positions
+    y_val, err = y[rows], y[rows] - sel.val_pred
+    naive = {c.label: float(np.nanmean(np.abs(y_val - np.concatenate(c.fold_pred)))) for c in sel.candidates if c.rank == 0}
+    mae = float(np.nanmean(np.abs(err)))
+    return {
+        "mae": mae,
+        "rmse": float(np.sqrt(np.nanmean(err**2))),
+        "mase": mae / snaive_scale if snaive_scale > 0 else None,
+        "seasonal_naive_24_mae": naive.get("naive daily"),
+        "seasonal_naive_168_mae": naive.get("naive weekly"),
+        "last_value_mae": naive.get("naive last"),
+        "coverage": _fold_coverage(sel, coverage),
+        "choice": sel.label,
+        "transform": "+".join(m.transform.name + ("(naive)" if m.n_rounds == 0 else "") for m in sel.members),
+        "inputs": list(used) if any(m.inputs for m in sel.members) else [],
+        "folds": len(sel.fold_ends),
+        "validation_rows": len(rows),
+    }
+
+
+def _fold_coverage(sel, coverage: float) -> float | None:
+    """Out-of-sample coverage of the interval: each fold after the first, calibrated on the folds before it."""
+    res, ends = sel.val_scaled_residuals, [0, *sel.fold_ends]
+    hits = []
+    for k in range(2, len(ends)):
+        calib = res[: ends[k - 1]]
+        calib = calib[np.isfinite(calib)]
+        test = res[ends[k - 1] : ends[k]]
+        if len(calib) >= 10:
+            ci = ConformalInterval(coverage).fit(calib)
+            hits.append(empirical_coverage(test, np.full(len(test), min(ci.lower_, 0.0)), np.full(len(test), max(ci.upper_, 0.0))))
+    hits = [v for v in hits if np.isfinite(v)]
+    return float(np.mean(hits)) if hits else None
 
 
 def _ranges(x: pd.Series) -> dict:

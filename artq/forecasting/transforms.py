@@ -1,12 +1,20 @@
-"""Target transforms, chosen per horizon by validation.
+"""Anchored target transforms: what a horizon model predicts the difference against.
 
-A transform is ``scale`` (``id`` or ``log``: log1p) plus ``base`` (what the model predicts the
-*difference* against): ``level`` (nothing: the scaled value itself), ``last`` (the value at the
-origin), ``seasonal`` (the mean of the same hour over the last 7 days) or ``weekly`` (the same
-hour a week before: the model learns the deviation from seasonal-naive-168; rows without that
-hour are left out of training, and a forecast without it falls back to the 7-day mean). The model learns
-``s(y[t0+h]) - s(base)``; the forecast is ``s⁻¹(model + s(base))``. Bases read only data at or
-before the origin (they are feature columns).
+A transform is a ``base`` in the signed log1p scale ``s`` (:func:`artq.forecasting.features.slog`);
+the model learns ``s(y[t0+h]) - base`` and the forecast is ``s⁻¹(model + base)``. Every base is
+read from the origin's feature row (so from rows at or before the origin):
+
+- ``last``: the anchor ``a0``, the last known value (persistence);
+- ``sdelta``: ``a0`` plus the median over the last 7 days of the change from the origin's hour
+  to the target hour — the daily shape, re-levelled to now, so a drifting baseline costs nothing;
+- ``smed``: the median of the same hour over the last 7 days (robust seasonal profile, not
+  anchored: for series that return to a stable daily shape);
+- ``weekly``: the same hour a week before (seasonal naive 168) — not anchored to now; it needs a week of history (rows without it are left out of training, a
+  forecast without it falls back to ``sdelta``);
+- ``daily``: the same hour a day before (seasonal naive 24).
+
+With no trees (``n_rounds == 0``) a transform *is* the naive forecast of its base, which is how
+the naive forecasts compete in model selection.
 """
 
 from __future__ import annotations
@@ -14,16 +22,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-SCALES = ("id", "log")
-BASES = ("level", "last", "seasonal", "weekly")
+from artq.forecasting.features import slog, slog_inv
+
+SCALES = ("log",)
+BASES = ("last", "sdelta", "smed", "weekly", "daily")
+NAIVE_LABELS = {"last": "last value", "daily": "seasonal naive 24 h", "weekly": "seasonal naive 168 h",
+                "sdelta": "last value + daily shape", "smed": "median of the same hour, last 7 days"}
+
+
+@dataclass(frozen=True)
+class BaseColumns:
+    """Positions, in a feature row, of the columns the bases are built from."""
+
+    level: int
+    step: int
+    day: int
+    week: int
+    smed: int
+
+    @classmethod
+    def of(cls, feature_names: list[str], target: str) -> BaseColumns:
+        pos = {n: i for i, n in enumerate(feature_names)}
+        return cls(pos[f"{target}_level"], pos[f"{target}_seasonal_step"], pos[f"{target}_same_hour_1d"],
+                   pos[f"{target}_same_hour_7d"], pos[f"{target}_same_hour_med_7d"])
 
 
 @dataclass(frozen=True)
 class TargetTransform:
-    scale: str = "id"
-    base: str = "level"
+    scale: str = "log"
+    base: str = "last"
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
@@ -41,59 +69,38 @@ class TargetTransform:
         return cls(scale, base)
 
     # --- maths ---
-    def fwd(self, v: np.ndarray) -> np.ndarray:
-        v = np.asarray(v, dtype=float)
-        return np.log1p(np.maximum(v, 0.0)) if self.scale == "log" else v
+    @staticmethod
+    def fwd(v) -> np.ndarray:
+        return slog(v)
 
-    def inv(self, z: np.ndarray) -> np.ndarray:
-        z = np.asarray(z, dtype=float)
-        return np.expm1(z) if self.scale == "log" else z
+    @staticmethod
+    def inv(z) -> np.ndarray:
+        return slog_inv(z)
 
-    def base_values(self, X: pd.DataFrame, target: str) -> np.ndarray:
-        """The base in original units, per row; NaN where it cannot be formed."""
-        if self.base == "level":
-            return np.zeros(len(X))
-        last = X[f"{target}_lag_0"].to_numpy(dtype=float)
-        # a missing origin value falls back to the trailing 24-hour mean (still only the past)
-        last = np.where(np.isnan(last), X[f"{target}_roll_mean_24"].to_numpy(dtype=float), last)
+    def base_values(self, X: np.ndarray, cols: BaseColumns) -> np.ndarray:
+        """The base (scaled) per row, NaN where it cannot be formed: training rows."""
+        a0 = X[:, cols.level]
         if self.base == "last":
-            return last
-        seasonal = X[f"{target}_same_hour_mean_7d"].to_numpy(dtype=float)
-        seasonal = np.where(np.isnan(seasonal), last, seasonal)
-        if self.base == "seasonal":
-            return seasonal
-        return X[f"{target}_same_hour_7d"].to_numpy(dtype=float)
+            return a0
+        if self.base == "sdelta":
+            step = X[:, cols.step]
+            return a0 + np.where(np.isnan(step), 0.0, step)
+        return a0 + X[:, {"weekly": cols.week, "daily": cols.day, "smed": cols.smed}[self.base]]
 
-    def base_for_forecast(self, X: pd.DataFrame, target: str) -> np.ndarray:
-        """Like :meth:`base_values`, with the weekly base falling back to the 7-day mean."""
-        b = self.base_values(X, target)
-        if self.base == "weekly":
-            b = np.where(np.isnan(b), TargetTransform(self.scale, "seasonal").base_values(X, target), b)
+    def base_for_forecast(self, X: np.ndarray, cols: BaseColumns) -> np.ndarray:
+        """Like :meth:`base_values`, falling back to ``sdelta`` where a seasonal base is missing."""
+        b = self.base_values(X, cols)
+        if self.base in ("weekly", "daily", "smed"):
+            b = np.where(np.isnan(b), TargetTransform(self.scale, "sdelta").base_values(X, cols), b)
         return b
 
-    def encode(self, y: np.ndarray, X: pd.DataFrame, target: str) -> np.ndarray:
+    def encode(self, y: np.ndarray, X: np.ndarray, cols: BaseColumns) -> np.ndarray:
         """Model target for true values ``y`` (NaN where base or y is missing)."""
-        z = self.fwd(y)
-        if self.base == "level":
-            return z
-        return z - self.fwd(self.base_values(X, target))
+        return self.fwd(y) - self.base_values(X, cols)
 
-    def decode(self, m: np.ndarray, X: pd.DataFrame, target: str) -> np.ndarray:
-        """Forecast in original units from the model's output ``m`` (transformed space)."""
-        return self.inv(self.to_scaled(m, X, target))
+    def to_scaled(self, m: np.ndarray, X: np.ndarray, cols: BaseColumns) -> np.ndarray:
+        return np.asarray(m, dtype=float) + self.base_for_forecast(X, cols)
 
-    def to_scaled(self, m: np.ndarray, X: pd.DataFrame, target: str) -> np.ndarray:
-        m = np.asarray(m, dtype=float)
-        if self.base == "level":
-            return m
-        return m + self.fwd(self.base_for_forecast(X, target))
-
-
-def candidates(y: np.ndarray, X: pd.DataFrame, target: str) -> list[TargetTransform]:
-    """Transforms worth trying: log only for a never-negative target, the weekly base only when
-    two days of rows have the same hour a week before."""
-    scales = ["id", "log"] if np.nanmin(y) >= 0 else ["id"]
-    bases = list(BASES)
-    if X[f"{target}_same_hour_7d"].notna().sum() < 48:
-        bases.remove("weekly")
-    return [TargetTransform(s, b) for s in scales for b in bases]
+    def decode(self, m: np.ndarray, X: np.ndarray, cols: BaseColumns) -> np.ndarray:
+        """Forecast in original units from the model's output ``m``."""
+        return self.inv(self.to_scaled(m, X, cols))

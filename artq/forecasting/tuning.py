@@ -1,17 +1,27 @@
-"""Time-ordered model selection for one horizon: target transform, then hyper-parameters.
+"""Model selection for one horizon on several time-ordered folds, with the naive forecasts competing.
 
-Rows are origins in time order. The last ``val_fraction`` of them are the *validation* rows;
-the fit rows are the earlier ones whose target hour ``t0 + h`` is at or before the first
-validation origin (a purge of ``h`` rows, so no fit target lies inside the validation period).
-Early stopping uses a second, inner holdout carved the same way from the end of the fit rows,
-so the validation rows score a model that never saw them, and their residuals calibrate the
-intervals. Never a random split.
+Rows are origins in time order (only those whose target hour is known). The most recent
+``SELECTION_ROWS`` of them are split by scikit-learn's ``TimeSeriesSplit(gap=h)`` into
+``N_FOLDS`` folds: each fold's model is fitted on the rows before it, minus a purge of ``h``
+rows, so no fitted target hour lies inside the fold it is scored on. Never a random split.
 
-Budget per horizon: one fit per candidate transform (at most 6) with the default parameters,
-then ``trials`` random parameter sets (seeded) with the chosen transform, each one fit; all on
-the most recent ``SELECTION_ROWS`` origins (90 days, the default training window), so
-selection costs the same for a year of history as for three months. The final model is refitted
-on the whole window.
+Candidates, simplest first:
+
+1. the naive forecasts — last value, seasonal naive 24 h and 168 h, last value plus the daily
+   shape, the 7-day same-hour median (:mod:`artq.forecasting.transforms`) — which cost no fit;
+2. a tree model (absolute-error loss: one extreme hour cannot drag it) of the difference to an
+   anchored base (``last``, ``sdelta``), then to the better of the two seasonal bases (``smed``,
+   ``weekly``: not anchored), on the target's own history;
+3. the best of those with the screened inputs (:mod:`artq.forecasting.screening`);
+4. the best model averaged with the best naive forecast.
+
+A richer candidate replaces the current choice only when it wins across the folds: its mean MAE
+ratio (to the last value's MAE, fold by fold) is at least ``MARGIN`` lower *and* it has the
+lower MAE on a majority of folds. So where a model cannot beat persistence, persistence is what
+ships (the guardrail), and a short lucky block cannot promote a model.
+
+The number of boosting rounds is read off the fold curves (mean MAE over folds per round).
+The out-of-sample residuals of all folds calibrate the conformal intervals.
 """
 
 from __future__ import annotations
@@ -21,26 +31,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import xgboost as xgb
+from sklearn.model_selection import TimeSeriesSplit
 
-from artq.forecasting.transforms import TargetTransform
+from artq.forecasting.transforms import BaseColumns, TargetTransform
 
 DEFAULT_PARAMS: dict = {
-    "objective": "reg:squarederror",
+    "objective": "reg:absoluteerror",
     "tree_method": "hist",
-    "max_depth": 5,
-    "eta": 0.06,
+    "max_depth": 4,
+    "eta": 0.1,
     "subsample": 0.8,
     "colsample_bytree": 0.7,
-    "min_child_weight": 5.0,
+    "min_child_weight": 8.0,
     "lambda": 1.0,
     "max_bin": 64,
 }
-MAX_ROUNDS = 800
-SELECTION_ROWS = 24 * 90  # model selection looks at the most recent 90 days of origins at most
-EARLY_STOPPING = 40
-MIN_FIT_ROWS = 24  # a transform with fewer rows to learn from is not fitted
+MAX_ROUNDS = 160
+MIN_ROUNDS = 10
+SELECTION_ROWS = 24 * 56  # folds cover the most recent 8 weeks of origins at most
+N_FOLDS = 3
+MIN_FIT_ROWS = 72  # a fold model needs this many rows to learn from
+MARGIN = 0.02  # a richer candidate must be 2 % better on average (and win most folds)
 NTHREAD: int | None = None  # None: decided per fit by `_threads`
 
 
@@ -48,58 +60,47 @@ def sample_params(rng: np.random.Generator) -> dict:
     """One random draw from the search space (log-uniform where the scale matters)."""
     return {
         **DEFAULT_PARAMS,
-        "max_depth": int(rng.integers(3, 9)),
-        "eta": float(np.exp(rng.uniform(np.log(0.02), np.log(0.2)))),
+        "max_depth": int(rng.integers(2, 7)),
+        "eta": float(np.exp(rng.uniform(np.log(0.04), np.log(0.2)))),
         "subsample": float(rng.uniform(0.6, 1.0)),
         "colsample_bytree": float(rng.uniform(0.4, 1.0)),
-        "min_child_weight": float(np.exp(rng.uniform(np.log(1.0), np.log(30.0)))),
+        "min_child_weight": float(np.exp(rng.uniform(np.log(3.0), np.log(30.0)))),
         "lambda": float(np.exp(rng.uniform(np.log(0.1), np.log(20.0)))),
-        "objective": str(rng.choice(["reg:squarederror", "reg:pseudohubererror"])),
+        "objective": str(rng.choice(["reg:absoluteerror", "reg:pseudohubererror"])),
     }
-
-
-def time_split(index: pd.DatetimeIndex, horizon: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of (fit rows, validation rows): every fit target hour <= first validation origin."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"`val_fraction` must be in (0, 1). Got {val_fraction}.")
-    n = len(index)
-    n_val = max(1, int(round(n * val_fraction)))
-    val = np.arange(n - n_val, n)
-    first_val = index[val[0]]
-    fit_ok = index + pd.Timedelta(hours=horizon) <= first_val
-    fit = np.flatnonzero(np.asarray(fit_ok))
-    fit = fit[fit < val[0]]
-    return fit, val
-
-
-@dataclass
-class Trial:
-    transform: str
-    params: dict
-    n_rounds: int
-    val_mae: float
-    fit_end: pd.Timestamp  # last target hour the model was fitted on
-    es_start: pd.Timestamp  # first early-stopping origin
-    val_start: pd.Timestamp  # first validation origin
 
 
 @dataclass
 class Member:
-    """One model of a horizon's blend: its target transform, parameters and boosting rounds."""
+    """One forecast of a horizon's blend: its target transform, parameters and boosting rounds
+    (0 rounds: the naive forecast of the transform's base)."""
 
     transform: TargetTransform
     params: dict
     n_rounds: int
+    inputs: bool = False  # the trees may read the screened inputs
+
+
+@dataclass
+class Candidate:
+    label: str
+    members: list[Member]
+    rank: int  # complexity: 0 naive, 1 own-history model, 2 with inputs, 3 blend
+    fold_pred: list[np.ndarray]  # per fold, original units
+    fold_mae: np.ndarray
+    score: float = float("nan")
 
 
 @dataclass
 class Selection:
-    members: list[Member]  # one model, or the two best transforms averaged when that validates better
-    val_mae: float
-    val_positions: np.ndarray
-    val_pred: np.ndarray  # forecasts for the validation rows, original units
-    val_scaled_residuals: np.ndarray  # s(y) - s(ŷ) on the validation rows
-    trials: list[Trial] = field(default_factory=list)
+    members: list[Member]
+    label: str
+    val_positions: np.ndarray  # row positions of all fold test rows, time order
+    val_pred: np.ndarray  # forecasts for those rows, original units
+    val_scaled_residuals: np.ndarray  # s(y) - s(ŷ) on those rows
+    fold_ends: list[int] = field(default_factory=list)  # cumulative row counts per fold
+    candidates: list[Candidate] = field(default_factory=list)
+    val_mae: float = float("nan")
 
 
 def _threads(n_rows: int) -> int:
@@ -113,130 +114,198 @@ def _threads(n_rows: int) -> int:
     return max(1, min(cores, int(idle + 0.5), n_rows // 1500))
 
 
-def _matrix(X: pd.DataFrame, names: bool = False) -> xgb.DMatrix:
-    """A DMatrix of feature rows (labels set later, so one matrix serves every candidate)."""
-    data = X.to_numpy(dtype=np.float32)
-    return xgb.DMatrix(data, feature_names=list(X.columns) if names else None, nthread=_threads(len(X)))
+def blank_columns(X: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """``X`` with the hidden columns set to 0: a constant column is never split on, so the trees
+    ignore it, whatever value it holds at prediction time."""
+    if not hidden.any():
+        return X
+    X = X.copy()
+    X[:, hidden] = 0.0
+    return X
+
+
+def fit_matrix(X: np.ndarray, hidden: np.ndarray, names: list[str] | None = None) -> xgb.DMatrix:
+    return xgb.DMatrix(blank_columns(X, hidden).astype(np.float32), feature_names=names,
+                       nthread=_threads(len(X)))
 
 
 def _set_target(dm: xgb.DMatrix, z: np.ndarray) -> None:
     ok = np.isfinite(z)
     dm.set_label(np.where(ok, z, 0.0))
-    dm.set_weight(ok.astype(np.float32))  # rows without a target (missing base) weigh nothing
+    dm.set_weight(ok.astype(np.float32))  # rows without a base weigh nothing
 
 
-def _train(dtrain: xgb.DMatrix, params: dict, seed: int, rounds: int, des: xgb.DMatrix | None = None) -> xgb.Booster:
+def train_booster(dtrain: xgb.DMatrix, params: dict, seed: int, rounds: int,
+                  dtest: xgb.DMatrix | None = None, curve: list | None = None) -> xgb.Booster:
     p = {**params, "seed": seed, "nthread": _threads(dtrain.num_row()), "verbosity": 0}
     if rounds == 0:  # the naive member: no trees, predicts a zero difference, i.e. the base itself
         return xgb.train({**p, "base_score": 0.0}, dtrain, num_boost_round=0)
-    if des is None:
+    if dtest is None:
         return xgb.train(p, dtrain, num_boost_round=rounds)
-    return xgb.train(p, dtrain, num_boost_round=rounds, evals=[(des, "es")],
-                     early_stopping_rounds=EARLY_STOPPING, verbose_eval=False)
+    res: dict = {}
+    booster = xgb.train({**p, "eval_metric": "mae"}, dtrain, num_boost_round=rounds, evals=[(dtest, "t")],
+                        evals_result=res, verbose_eval=False)
+    if curve is not None:
+        curve.append(np.asarray(res["t"]["mae"], dtype=float))
+    return booster
 
 
-def fit_final(X: pd.DataFrame, y: np.ndarray, transform: TargetTransform, target: str,
-              params: dict, n_rounds: int, seed: int) -> xgb.Booster:
-    z = transform.encode(y, X, target)
+def fit_final(X: np.ndarray, y: np.ndarray, member: Member, cols: BaseColumns, hidden: np.ndarray,
+              names: list[str], seed: int) -> xgb.Booster:
+    z = member.transform.encode(y, X, cols)
     ok = np.isfinite(z)
-    dm = _matrix(X[ok], names=True)
+    dm = fit_matrix(X[ok], hidden, names)
     dm.set_label(z[ok])
-    return _train(dm, params, seed, n_rounds)
+    return train_booster(dm, member.params, seed, member.n_rounds)
 
 
-class _Splits:
-    """Fit / early-stopping / validation rows of one horizon, their matrices built once."""
-
-    def __init__(self, X: pd.DataFrame, horizon: int, val_fraction: float = 0.2) -> None:
-        offset = max(0, len(X) - SELECTION_ROWS)
-        fit, val = time_split(X.index[offset:], horizon, val_fraction)
-        fit, self.val = fit + offset, val + offset
-        inner_fit, inner_es = time_split(X.index[fit], horizon, 0.15)
-        self.fit, self.es = fit[inner_fit], fit[inner_es]
-        if len(self.fit) == 0 or len(self.es) == 0:
-            raise ValueError(f"`X` has too few rows ({len(X)}) to split into fit, early-stopping and validation rows.")
-        self.X, self.horizon = X, horizon
-        self.d_fit, self.d_es, self.d_val = (_matrix(X.iloc[rows]) for rows in (self.fit, self.es, self.val))
-
-    def evaluate(self, y: np.ndarray, transform: TargetTransform, target: str, params: dict,
-                 seed: int, naive: bool = False) -> tuple[Trial, np.ndarray, np.ndarray] | None:
-        """Fit on the fit rows (early stopping on the inner holdout), score on the validation rows.
-        ``naive``: no model at all, the forecast is the transform's base (persistence, 7-day
-        same-hour mean, seasonal naive 168), so validation can prefer it, or blend with it."""
-        X = self.X
-        X_val, y_val = X.iloc[self.val], y[self.val]
-        if naive:
-            n_rounds, m, params = 0, np.zeros(len(self.val)), {}
-        else:
-            for dm, rows in ((self.d_fit, self.fit), (self.d_es, self.es)):
-                z = transform.encode(y[rows], X.iloc[rows], target)
-                if np.isfinite(z).sum() < MIN_FIT_ROWS:
-                    return None  # e.g. a weekly base on two weeks of data: only its naive form competes
-                _set_target(dm, z)
-            booster = _train(self.d_fit, params, seed, MAX_ROUNDS, self.d_es)
-            n_rounds = int(booster.best_iteration) + 1
-            m = booster.predict(self.d_val, iteration_range=(0, n_rounds))
-        scaled = transform.to_scaled(m, X_val, target)
-        pred = transform.inv(scaled)
-        mae = float(np.nanmean(np.abs(y_val - pred)))
-        trial = Trial(transform.name, params, n_rounds, mae, X.index[self.fit[-1]] + pd.Timedelta(hours=self.horizon),
-                      X.index[self.es[0]], X.index[self.val[0]])
-        return trial, pred, transform.fwd(y_val) - scaled
+def folds(n_rows: int, horizon: int, n_folds: int = N_FOLDS) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Time-ordered (fit rows, test rows) over the most recent ``SELECTION_ROWS`` rows, a gap of
+    ``horizon`` rows between them; fewer, shorter folds when the history is short."""
+    offset = max(0, n_rows - SELECTION_ROWS)
+    m = n_rows - offset
+    for k in range(n_folds, 0, -1):
+        test = min(168, (m - MIN_FIT_ROWS - horizon) // k)
+        if test >= 24:
+            split = TimeSeriesSplit(n_splits=k, test_size=test, gap=horizon)
+            return [(fit + offset, tst + offset) for fit, tst in split.split(np.arange(m))]
+    raise ValueError(f"{n_rows} rows are too few for time-ordered folds (at least {MIN_FIT_ROWS + horizon + 24}).")
 
 
-def select(X: pd.DataFrame, y: np.ndarray, horizon: int, target: str, candidates: list[TargetTransform],
+class FoldData:
+    """The folds of one horizon with their matrices built once (labels set per candidate)."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, horizon: int, cols: BaseColumns, level: int,
+                 exog_cols: np.ndarray) -> None:
+        self.X, self.y, self.cols, self.horizon = X, y, cols, horizon
+        self.splits = folds(len(X), horizon)
+        n_feat = X.shape[1]
+        self.hidden_own = np.zeros(n_feat, dtype=bool)
+        self.hidden_own[level] = True
+        self.hidden_own[exog_cols] = True
+        self.hidden_all = np.zeros(n_feat, dtype=bool)
+        self.hidden_all[level] = True
+        self.has_inputs = len(exog_cols) > 0
+        self._mats: dict[tuple[int, bool], tuple[xgb.DMatrix, xgb.DMatrix]] = {}
+        self.test_rows = np.concatenate([t for _, t in self.splits])
+        self.fold_ends = list(np.cumsum([len(t) for _, t in self.splits]))
+
+    def matrices(self, k: int, inputs: bool) -> tuple[xgb.DMatrix, xgb.DMatrix]:
+        key = (k, inputs)
+        if key not in self._mats:
+            fit, tst = self.splits[k]
+            hidden = self.hidden_all if inputs else self.hidden_own
+            self._mats[key] = (fit_matrix(self.X[fit], hidden), fit_matrix(self.X[tst], hidden))
+        return self._mats[key]
+
+    def naive(self, base: str) -> Candidate:
+        tr = TargetTransform("log", base)
+        preds = [tr.decode(np.zeros(len(t)), self.X[t], self.cols) for _, t in self.splits]
+        return self._candidate(f"naive {base}", [Member(tr, {}, 0)], 0, preds)
+
+    def model(self, base: str, params: dict, seed: int, inputs: bool = False) -> Candidate | None:
+        tr = TargetTransform("log", base)
+        curves, boosters = [], []
+        for k, (fit, _) in enumerate(self.splits):
+            z = tr.encode(self.y[fit], self.X[fit], self.cols)
+            if np.isfinite(z).sum() < MIN_FIT_ROWS:
+                return None  # e.g. a weekly base on two weeks of data: only its naive form competes
+            dfit, dtest = self.matrices(k, inputs)
+            _set_target(dfit, z)
+            zt = tr.encode(self.y[self.splits[k][1]], self.X[self.splits[k][1]], self.cols)
+            _set_target(dtest, zt)
+            boosters.append(train_booster(dfit, params, seed, MAX_ROUNDS, dtest, curves))
+        mean_curve = np.nanmean(np.vstack(curves), axis=0)
+        n_rounds = MIN_ROUNDS + int(np.argmin(mean_curve[MIN_ROUNDS - 1 :]))
+        preds = []
+        for k, (_, tst) in enumerate(self.splits):
+            m = boosters[k].predict(self.matrices(k, inputs)[1], iteration_range=(0, n_rounds))
+            preds.append(tr.decode(m, self.X[tst], self.cols))
+        label = f"model {base}" + (" + inputs" if inputs else "")
+        return self._candidate(label, [Member(tr, dict(params), n_rounds, inputs)], 2 if inputs else 1, preds)
+
+    def blend(self, a: Candidate, b: Candidate) -> Candidate:
+        preds = [(p + q) / 2 for p, q in zip(a.fold_pred, b.fold_pred, strict=True)]
+        return self._candidate(f"{a.label} & {b.label}", a.members + b.members, 3, preds)
+
+    def _candidate(self, label: str, members: list[Member], rank: int, preds: list[np.ndarray]) -> Candidate:
+        mae = np.array([_mae(self.y[t], p) for (_, t), p in zip(self.splits, preds, strict=True)])
+        return Candidate(label, members, rank, preds, mae)
+
+
+def _mae(y: np.ndarray, p: np.ndarray) -> float:
+    err = np.abs(y - p)
+    return float(np.nanmean(err)) if np.isfinite(err).any() else float("nan")
+
+
+def _beats(c: Candidate, inc: Candidate, margin: float) -> bool:
+    """Does ``c`` win across the folds: a lower mean score by ``margin`` and most folds won?"""
+    if not np.isfinite(c.score):
+        return False
+    wins = int(np.sum(c.fold_mae < inc.fold_mae))
+    return c.score < inc.score * (1 - margin) and wins > len(c.fold_mae) / 2
+
+
+def select(X: np.ndarray, y: np.ndarray, horizon: int, cols: BaseColumns, level: int, exog_cols: np.ndarray,
            trials: int, seed: int, progress: Callable[[str], None] | None = None) -> Selection:
-    """Choose the transform (default parameters), then ``trials`` random parameter sets.
-
-    The naive forecasts (each non-level base on its own: persistence, 7-day same-hour mean, same
-    hour last week) compete too and may be the blend partner; they cost no fit.
-    """
+    """Choose the horizon's forecast among naive forecasts, anchored models and blends (module doc)."""
     if trials < 0:
         raise ValueError(f"`trials` must be >= 0. Got {trials}.")
-    splits = _Splits(X, horizon)
-    best: tuple | None = None
-    records: list[Trial] = []
-    cand_preds = []
-    naive = {tr.base: tr for tr in candidates if tr.base != "level"}  # one per base, first scale
-    jobs = [(tr, False) for tr in candidates] + [(tr, True) for tr in naive.values()]
-    for tr, is_naive in jobs:
-        got = splits.evaluate(y, tr, target, DEFAULT_PARAMS, seed, naive=is_naive)
-        if progress and not is_naive:
-            progress(f"h{horizon} transform {tr.name}")
-        if got is None:
-            continue
-        trial, pred, res = got
-        records.append(trial)
-        cand_preds.append(pred)
-        if best is None or trial.val_mae < best[0].val_mae:
-            best = (trial, pred, res, tr)
-    n_candidates = len(records)
-    assert best is not None
-    rng = np.random.default_rng(seed * 1000 + horizon)
-    for _ in range(trials if best[0].n_rounds > 0 else 0):  # nothing to tune in a naive forecast
-        params = sample_params(rng)
-        got = splits.evaluate(y, best[3], target, params, seed)
-        if got is None:
-            continue
-        trial, pred, res = got
-        records.append(trial)
-        if trial.val_mae < best[0].val_mae:
-            best = (trial, pred, res, best[3])
+    data = FoldData(X, y, horizon, cols, level, exog_cols)
+    ref = data.naive("last")
+    scale = np.where(ref.fold_mae > 0, ref.fold_mae, np.nan)
+
+    def scored(c: Candidate | None) -> Candidate | None:
+        if c is not None:
+            r = c.fold_mae / scale
+            c.score = float(np.nanmean(r)) if np.isfinite(r).any() else float("inf")
+        return c
+
+    naives = [scored(ref)] + [scored(data.naive(b)) for b in ("daily", "weekly", "sdelta", "smed")]
+    everything = list(naives)
+    best_naive = min(naives, key=lambda c: c.score)
+    choice = best_naive
+    models: list[Candidate] = []
+    seasonal = min((c for c in naives if c.members[0].transform.base in ("weekly", "smed")), key=lambda c: c.score)
+    for base in ("last", "sdelta", seasonal.members[0].transform.base):
+        c = scored(data.model(base, DEFAULT_PARAMS, seed))
         if progress:
-            progress(f"h{horizon} trial")
-    trial, pred, res, tr = best
-    members = [Member(tr, dict(trial.params), trial.n_rounds)]
-    # a blend of the two best transforms (each with its own early-stopped rounds), kept only
-    # when it beats the best single model on the same validation rows
-    others = [(t, p) for t, p in zip(records[:n_candidates], cand_preds, strict=True)
-              if (t.transform, t.n_rounds == 0) != (tr.name, trial.n_rounds == 0)]
-    y_val = y[splits.val]
-    if others:
-        t2, p2 = min(others, key=lambda tp: tp[0].val_mae)
-        blend = (pred + p2) / 2
-        blend_mae = float(np.nanmean(np.abs(y_val - blend)))
-        if blend_mae < trial.val_mae:
-            members.append(Member(TargetTransform.from_name(t2.transform), dict(t2.params), t2.n_rounds))
-            pred = blend
-            res = tr.fwd(y_val) - tr.fwd(blend)
-    return Selection(members, float(np.nanmean(np.abs(y_val - pred))), splits.val, pred, res, records)
+            progress(f"h{horizon} model {base}")
+        if c is None:
+            continue
+        models.append(c)
+        everything.append(c)
+        if _beats(c, choice, MARGIN):
+            choice = c
+    best_model = min(models, key=lambda c: c.score) if models else None
+    if best_model is not None and data.has_inputs:
+        c = scored(data.model(best_model.members[0].transform.base, DEFAULT_PARAMS, seed, inputs=True))
+        if progress:
+            progress(f"h{horizon} model with inputs")
+        if c is not None:
+            everything.append(c)
+            if c.score < best_model.score:
+                best_model = c
+            if _beats(c, choice, MARGIN):
+                choice = c
+    if best_model is not None:
+        rng = np.random.default_rng(seed * 1000 + horizon)
+        m0 = best_model.members[0]
+        for _ in range(trials):  # optional tuning: random parameter sets on the best model's base
+            c = scored(data.model(m0.transform.base, sample_params(rng), seed, inputs=m0.inputs))
+            if progress:
+                progress(f"h{horizon} trial")
+            if c is not None:
+                everything.append(c)
+                if _beats(c, best_model, 0.0):
+                    if choice is best_model:
+                        choice = c
+                    best_model = c
+        blend = scored(data.blend(best_model, best_naive))
+        everything.append(blend)
+        if _beats(blend, choice, 0.0 if choice.rank > 0 else MARGIN):
+            choice = blend
+    pred = np.concatenate(choice.fold_pred)
+    rows = data.test_rows
+    res = TargetTransform.fwd(y[rows]) - TargetTransform.fwd(pred)
+    return Selection(choice.members, choice.label, rows, pred, res, data.fold_ends, everything, _mae(y[rows], pred))

@@ -48,6 +48,10 @@ def real_datasets() -> dict[str, dict]:
         "ms_ecommerce_rps": dict(csv=MS / "ecommerce_api_incoming_rps_1h.csv", target="incoming_rps", exog="none", **LONG),
         "ms_mongodb_app01": dict(csv=MS / "mongodb_application_rps_1h.csv", target="app01_rps", exog="auto", test_hours=72, refit_every=24),
         "ms_ingress_stream01": dict(csv=MS / "data_ingress_rate_1h.csv", target="stream01_rate", exog="auto", test_hours=72, refit_every=24),
+        **{f"ms_mongodb_app0{i}": dict(csv=MS / "mongodb_application_rps_1h.csv", target=f"app0{i}_rps", exog="auto",
+                                       test_hours=72, refit_every=24) for i in (2, 3, 4)},
+        **{f"ms_ingress_stream0{i}": dict(csv=MS / "data_ingress_rate_1h.csv", target=f"stream0{i}_rate", exog="auto",
+                                          test_hours=72, refit_every=24) for i in (2, 3, 4, 5)},
         "ms_mongodb_machine": dict(csv=MS / "mongodb_machine_rps_1h.csv", target="machine01_rps", exog="none", **SHORT),
         "nab_latency": dict(csv=NAB / "ec2_request_latency_system_failure_1h.csv", target="latency_mean", exog="auto", **SHORT),
         "nab_asg_cpu": dict(csv=NAB / "cpu_utilization_asg_misconfiguration_1h.csv", target="cpu_utilization_pct_mean", exog="none", test_hours=336, refit_every=168),
@@ -85,34 +89,50 @@ def score(pred: pd.DataFrame, model: str, scale: float) -> dict:
     return {"mae": mae, "mase": mae / scale if scale > 0 else None, "mae_by_h": maes}
 
 
+def peer_forecasts(name: str, frame: pd.DataFrame, target: str, test_hours: int, refit_every: int,
+                   pred: pd.DataFrame, seconds: dict) -> None:
+    """Add each peer's forecasts as a column of ``pred`` (rows: origin, horizon), from the cache when it has them."""
+    exog = [c for c in frame.columns if c != target]
+    origins = backtest_origins(frame.index, test_hours)
+    blocks = refit_blocks(origins, refit_every)
+    for peer, fn in PEERS.items():
+        t = time.perf_counter()
+        key = hashlib.sha256(f"{name}|{test_hours}|{refit_every}|{(HERE / 'peers.py').read_text()}".encode()).hexdigest()[:16]
+        cached = CACHE / f"{name}_{peer}_{key}.json"
+        try:
+            if cached.is_file():  # peers do not change with artq's code: reuse their forecasts
+                got = json.loads(cached.read_text())
+                values, seconds[peer] = got["values"], got["seconds"]
+            else:
+                out = fn(frame, target, exog, blocks, SETTINGS.training_days * 24)
+                values = [out[h].get(o, np.nan) for o, h in zip(pred["origin"], pred["horizon"], strict=True)]
+                seconds[peer] = time.perf_counter() - t
+                CACHE.mkdir(parents=True, exist_ok=True)
+                cached.write_text(json.dumps({"values": values, "seconds": seconds[peer]}))
+            pred[peer] = np.asarray(values, dtype=float)
+        except Exception as exc:  # a peer that fails is reported, not hidden
+            print(f"  {peer} failed on {name}: {type(exc).__name__}: {exc}", flush=True)
+            pred[peer] = np.nan
+            seconds[peer] = time.perf_counter() - t
+
+
+def warm_peers(name: str, frame: pd.DataFrame, target: str, test_hours: int, refit_every: int) -> None:
+    """Compute (and cache) the peers' forecasts without running artq."""
+    origins = backtest_origins(frame.index, test_hours)
+    pred = pd.DataFrame([(o, h) for o in origins for h in range(1, 7)], columns=["origin", "horizon"])
+    seconds: dict = {}
+    peer_forecasts(name, frame, target, test_hours, refit_every, pred, seconds)
+    print(f"{name}: peers " + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()), flush=True)
+
+
 def run_one(name: str, frame: pd.DataFrame, target: str, test_hours: int, refit_every: int, peers: bool) -> dict:
     exog = [c for c in frame.columns if c != target]
     t = time.perf_counter()
     report = backtest_frame(frame, target, exog, test_hours, refit_every, settings=SETTINGS)
     seconds = {"artq": time.perf_counter() - t}
     pred = report.predictions.copy()
-    origins = backtest_origins(frame.index, test_hours)
-    blocks = refit_blocks(origins, refit_every)
     if peers:
-        for peer, fn in PEERS.items():
-            t = time.perf_counter()
-            key = hashlib.sha256(f"{name}|{test_hours}|{refit_every}|{(HERE / 'peers.py').read_text()}".encode()).hexdigest()[:16]
-            cached = CACHE / f"{name}_{peer}_{key}.json"
-            try:
-                if cached.is_file():  # peers do not change with artq's code: reuse their forecasts
-                    got = json.loads(cached.read_text())
-                    values, seconds[peer] = got["values"], got["seconds"]
-                else:
-                    out = fn(frame, target, exog, blocks, SETTINGS.training_days * 24)
-                    values = [out[h].get(o, np.nan) for o, h in zip(pred["origin"], pred["horizon"], strict=True)]
-                    seconds[peer] = time.perf_counter() - t
-                    CACHE.mkdir(parents=True, exist_ok=True)
-                    cached.write_text(json.dumps({"values": values, "seconds": seconds[peer]}))
-                pred[peer] = np.asarray(values, dtype=float)
-            except Exception as exc:  # a peer that fails is reported, not hidden
-                print(f"  {peer} failed on {name}: {type(exc).__name__}: {exc}", flush=True)
-                pred[peer] = np.nan
-                seconds[peer] = time.perf_counter() - t
+        peer_forecasts(name, frame, target, test_hours, refit_every, pred, seconds)
     models = ["artq", "seasonal_naive_24", "seasonal_naive_168", *([*PEERS] if peers else [])]
     res = {m: score(pred, m, report.scale) for m in models}
     d = report.as_dict()
@@ -182,6 +202,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--report-only", action="store_true", help="rewrite results.md from results.json")
     ap.add_argument("--speed-only", action="store_true", help="re-measure the training time into results.json")
+    ap.add_argument("--peers-only", action="store_true", help="only compute and cache the peers' forecasts")
     a = ap.parse_args()
     if a.report_only or a.speed_only:
         saved = json.loads((Path(a.out) / "results.json").read_text())
@@ -209,11 +230,16 @@ def main() -> None:
         if frame is None:
             print(f"{name}: simulator not available, skipped", flush=True)
             continue
+        if a.peers_only:
+            warm_peers(name, frame, target, test_hours, refit_every)
+            continue
         r = run_one(name, frame, target, test_hours, refit_every, not a.no_peers)
         results.append(r)
         print(f"{name}: " + ", ".join(f"{m} {v['mae']:.4g}" for m, v in r["models"].items())
               + f" | artq vs best {r['artq_vs_best']:+.1%} | cov {r['models']['artq']['coverage']:.1%}"
               + f" | {', '.join(f'{k} {v:.0f}s' for k, v in r['seconds'].items())}", flush=True)
+    if a.peers_only:
+        return
     speed = None
     if not a.no_speed:
         year = simulator_frame(7, 365)

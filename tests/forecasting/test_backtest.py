@@ -81,8 +81,10 @@ def test_backtest_reports_artq_and_baselines_per_horizon(tmp_path):
     assert set(d["horizons"]) == {"1", "2", "3", "4", "5", "6"}
     assert d["mean_mae"] == pytest.approx(np.mean([d["horizons"][h]["mae"] for h in d["horizons"]]))
     assert 0 <= d["coverage"] <= 1
-    assert set(d["baselines"]) == {"seasonal_naive_24", "seasonal_naive_168"}
+    assert set(d["baselines"]) == {"last_value", "seasonal_naive_24", "seasonal_naive_168"}
     assert d["mean_mae"] < d["baselines"]["seasonal_naive_24"]["mean_mae"]
+    assert d["mean_mae"] < d["baselines"]["last_value"]["mean_mae"]
+    assert set(d["inputs_used"]) <= {"load"}  # never the bookkeeping columns
     assert len(report.predictions) == 24 * 6
     # the last origin's targets are the last rows: nothing beyond the data is scored
     assert pd.Timestamp(d["last_origin"]) == frame.index[-7]
@@ -111,11 +113,50 @@ def test_cli_backtest_writes_json(tmp_path, monkeypatch):
     assert "snaive24" in result.output and "snaive168" in result.output
 
 
-def test_cli_backtest_help_has_an_example():
+def test_cli_backtest_help_documents_every_output_field():
     from artq.cli import app
 
-    result = CliRunner().invoke(app, ["backtest", "--help"])
+    result = CliRunner().invoke(app, ["backtest", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "Example: artq backtest --csv" in result.output
+    text = " ".join(result.output.split())
+    for field in ("MAE", "RMSE", "MASE", "coverage", "spike precision", "spike recall", "spike threshold",
+                  "95th percentile", "mase_scale", "inputs_used", "last_value", "progress bar"):
+        assert field in text, field
+
+
+def test_cli_backtest_checks_the_json_folder_before_running(tmp_path, monkeypatch):
+    from artq.cli import app
+    from artq.forecasting import backtest as bt
+
+    ran = []
+    monkeypatch.setattr(bt, "backtest_frame", lambda *a, **k: ran.append(1))
+    missing = tmp_path / "nowhere" / "report.json"
+    result = CliRunner().invoke(app, ["backtest", "--csv", hourly_csv(tmp_path), "--target", "latency",
+                                      "--json", str(missing)])
+    assert result.exit_code != 0 and ran == []
+    assert str(result.exception) == (f"--json {missing}: the folder {missing.parent} does not exist. "
+                                     "Create it first or choose another path.")
+
+
+def test_load_csv_refuses_a_typo_timestamp_that_would_expand_the_grid(tmp_path):
+    rows = [f"2026-01-{d:02d}T{h:02d}:00Z,{d + h}" for d in range(1, 4) for h in range(24)]
+    rows.insert(30, "0001-01-01T00:00Z,5")
+    p = write(tmp_path, "timestamp,latency\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InputError) as exc:
+        load_csv(p, "latency")
+    msg = str(exc.value)
+    assert msg.startswith(f"{p}: line 32: `timestamp` '0001-01-01T00:00Z' lies ")
+    assert msg.endswith("(the limit is 43,920, five years). Fix that timestamp.")
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("cell", ["inf", "-inf", "1e308", "-2e300"])
+def test_load_csv_refuses_absurd_values_in_one_line(tmp_path, cell):
+    p = write(tmp_path, f"timestamp,latency\n2026-01-01T00:00Z,1\n2026-01-01T01:00Z,{cell}\n")
+    with pytest.raises(InputError) as exc:
+        load_csv(p, "latency")
+    assert str(exc.value) == (f"{p}: line 3: column 'latency' has the value {cell!r}, outside the accepted range of "
+                              "finite numbers within ±1e+15. Fix the cell, or leave it empty for a missing hour.")
 
 
 def test_cli_backtest_reports_input_errors(tmp_path):

@@ -17,12 +17,13 @@ def test_drift_when_recent_errors_grow(bundle, small_frame):
                               f"the validation MAE {ref:.4g}."]
 
 
-def test_drift_when_an_input_shifts(bundle, small_frame):
+def test_drift_when_a_series_the_model_reads_shifts(bundle, small_frame):
     frame = small_frame.copy()
-    frame.loc[frame.index[-24:], "cpm_s1"] *= 20
+    col = [*bundle.exog, bundle.target][0]  # the inputs it kept, else its own history
+    frame.loc[frame.index[-24:], col] *= 20
     report = check_drift(bundle, frame, errors={})
     assert report.drifted
-    assert any(r.startswith("input cpm_s1: recent mean") for r in report.reasons)
+    assert any(r.startswith(f"input {col}: recent mean") for r in report.reasons)
 
 
 def test_stale_model_is_drift(bundle, small_frame):

@@ -9,6 +9,7 @@ from artq.forecasting.features import (
     FeatureBuilder,
     check_frame,
     history_hours_needed,
+    slog,
     split_column,
 )
 
@@ -50,20 +51,39 @@ def test_transform_at_needs_only_the_lookback_rows(synth):
 
 def test_feature_names_are_predictable(synth):
     names = FeatureBuilder("art", EXOG).feature_names
-    for expected in ["art_lag_0", "art_lag_23", "art_roll_mean_24", "art_same_hour_1d", "art_same_hour_7d",
-                     "cpm_s1_roll_mean_24", "art_s2_lag_1", "epm_s1_roll_mean_6", "err_rate_s1_lag_0",
-                     "err_rate_lag_0", "art_missing_0", "exog_missing_0", "target_hour", "target_weekday"]:
+    for expected in ["art_level", "art_lag_1", "art_lag_23", "art_med_24", "art_med_168", "art_same_hour_1d",
+                     "art_same_hour_7d", "art_same_hour_med_7d", "art_seasonal_step", "cpm_s1_dev_24",
+                     "art_s2_delta_1", "epm_s1_lag_0", "art_missing_0", "exog_missing_0", "target_hour",
+                     "target_weekday"]:
         assert expected in names
     assert len(names) == len(set(names))
 
 
-def test_same_hour_features_read_the_right_past_hours(synth):
+def test_features_are_anchored_to_the_last_value_in_log_scale(synth):
     frame = synth(24 * 10, seed=1)
     X = FeatureBuilder("art", []).transform(frame, [2])[2]
-    origin = frame.index[200]
-    assert X.loc[origin, "art_same_hour_1d"] == frame["art"].iloc[200 + 2 - 24]
-    assert X.loc[origin, "art_same_hour_7d"] == frame["art"].iloc[200 + 2 - 168]
+    y = slog(frame["art"].to_numpy())
+    p, origin = 200, frame.index[200]
+    assert X.loc[origin, "art_level"] == pytest.approx(y[p])
+    assert X.loc[origin, "art_lag_3"] == pytest.approx(y[p - 3] - y[p])
+    assert X.loc[origin, "art_same_hour_1d"] == pytest.approx(y[p + 2 - 24] - y[p])
+    assert X.loc[origin, "art_same_hour_7d"] == pytest.approx(y[p + 2 - 168] - y[p])
+    assert X.loc[origin, "art_med_24"] == pytest.approx(np.median(y[p - 23 : p + 1]) - y[p])
+    steps = [y[p + 2 - 24 * k] - y[p - 24 * k] for k in range(1, 8)]
+    assert X.loc[origin, "art_seasonal_step"] == pytest.approx(np.median(steps))
     assert X.loc[origin, "target_hour"] == (origin + pd.Timedelta(hours=2)).hour
+    assert X.loc[origin, "target_weekday"] == (origin + pd.Timedelta(hours=2)).day_of_week
+
+
+def test_one_origin_gives_the_same_row_as_the_whole_table(synth):
+    frame = synth(24 * 12, seed=4)
+    frame.iloc[250:253, 0] = np.nan
+    builder = FeatureBuilder("art", EXOG)
+    table = builder.transform(frame, [1, 6])
+    for pos in (5, 170, 251, len(frame) - 1):
+        one = builder.arrays(frame, np.array([pos]), [1, 6])
+        for h in (1, 6):
+            np.testing.assert_array_equal(one[h][0], table[h].iloc[pos].to_numpy())
 
 
 def test_missing_hours_are_visible_not_filled(synth):
@@ -72,7 +92,9 @@ def test_missing_hours_are_visible_not_filled(synth):
     X = FeatureBuilder("art", []).transform(frame, [1])[1]
     assert X["art_missing_0"].iloc[102] == 1.0
     assert X["art_missing_24"].iloc[102] == 3.0
-    assert np.isnan(X["art_lag_0"].iloc[102])
+    # the anchor is the last known value (hour 99); lags that fall on missing hours stay missing
+    assert X["art_level"].iloc[102] == pytest.approx(slog(frame["art"].iloc[99]))
+    assert np.isnan(X["art_lag_1"].iloc[102])
 
 
 def test_check_frame_rejects_naive_index(synth):
@@ -100,7 +122,7 @@ def test_features_group_by_sub_server(synth):
     exog = ["cpm", "cpm_abpserver3", "art_abpserver3", "epm_abpserver3"]
     assert feature_group("cpm_abpserver3_roll_mean_24", "art", exog, tiers) == "ABPServer3 load"
     assert feature_group("art_abpserver3_lag_0", "art", exog, tiers) == "ABPServer3 response time"
-    assert feature_group("err_rate_abpserver3_roll_mean_24", "art", exog, tiers) == "ABPServer3 errors"
     assert feature_group("art_same_hour_1d", "art", exog, tiers) == "ART history"
     assert feature_group("cpm_lag_0", "art", exog, tiers) == "main load"
+    assert feature_group("cpm_abpserver3_dev_24", "art", exog, tiers) == "ABPServer3 load"
     assert feature_group("target_hour", "art", exog, tiers) == "calendar"

@@ -1,0 +1,100 @@
+"""The guardrail, robustness to one extreme hour, and input screening, on generated series."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost as xgb
+
+from artq.config import ForecastSettings
+from artq.forecasting import train_bundle
+from artq.forecasting.backtest import backtest_frame
+from artq.forecasting.features import FeatureBuilder
+from artq.forecasting.screening import screen_inputs
+
+S = ForecastSettings(training_days=28, min_training_hours=168, seed=0)
+
+
+def drifting_walk(hours=24 * 21, seed=0):
+    """A latency whose baseline wanders (a random walk in log scale) with a weak daily cycle."""
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2026-05-04", periods=hours, freq="h", tz="UTC")
+    level = np.cumsum(rng.normal(0, 0.04, hours)) - np.linspace(0, 0.3, hours)  # ~25 % down over the span
+    daily = 0.05 * np.sin(2 * np.pi * idx.hour.to_numpy() / 24)
+    return pd.DataFrame({"art": 200 * np.exp(level + daily + rng.normal(0, 0.01, hours))}, index=idx)
+
+
+def test_guardrail_picks_an_anchored_forecast_where_a_level_model_loses_to_persistence():
+    frame = drifting_walk()
+    train, test = frame.iloc[: -24 * 3], frame.iloc[-24 * 3 :]
+    # the premise: a tree model of the level (yesterday's artq) is beaten by the last value here
+    X = FeatureBuilder("art", []).transform(frame, [3])[3]
+    y = frame["art"].shift(-3)
+    fit = X.index < train.index[-3]
+    level_model = xgb.XGBRegressor(n_estimators=200, max_depth=5, learning_rate=0.06).fit(
+        X[fit].drop(columns="art_level").assign(level=np.expm1(X[fit]["art_level"])), y[fit])
+    rows = X.index.isin(test.index[:-3])
+    level_pred = level_model.predict(X[rows].drop(columns="art_level").assign(level=np.expm1(X[rows]["art_level"])))
+    persistence = frame["art"].reindex(X.index[rows]).to_numpy()
+    truth = y[rows].to_numpy()
+    assert np.mean(np.abs(level_pred - truth)) > np.mean(np.abs(persistence - truth))
+
+    bundle = train_bundle(train, "art", S, exog="none")
+    for h in range(1, 7):
+        bases = {m.transform.base for m in bundle.members_[h]}
+        assert bases <= {"last", "sdelta"}, (h, bases)  # anchored to now, never a stale level
+        m = bundle.metrics_["horizons"][str(h)]
+        assert m["mae"] <= m["last_value_mae"]
+    report = backtest_frame(frame, "art", "none", test_hours=48, refit_every=24, settings=S)
+    assert report.metrics["artq"]["mean_mae"] <= 1.0 * report.metrics["last_value"]["mean_mae"]
+
+
+def daily_latency(hours=24 * 21, seed=1):
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2026-06-01", periods=hours, freq="h", tz="UTC")
+    daily = 1 + 0.3 * np.sin(2 * np.pi * (idx.hour.to_numpy() - 8) / 24)
+    drift = np.linspace(1.0, 0.8, hours)
+    return pd.DataFrame({"art": 120 * daily * drift * np.exp(rng.normal(0, 0.03, hours))}, index=idx)
+
+
+@pytest.mark.parametrize("hours_before", [3, 30, 24 * 5])
+def test_one_extreme_hour_in_history_barely_moves_the_next_forecasts(hours_before):
+    frame = daily_latency()
+    origin = frame.index[-1]
+    spiked = frame.copy()
+    spiked.iloc[-1 - hours_before, 0] = 15 * frame["art"].median()
+    clean_fc = train_bundle(frame, "art", S, exog="none").predict_all(frame, origin.to_pydatetime())
+    spike_fc = train_bundle(spiked, "art", S, exog="none").predict_all(spiked, origin.to_pydatetime())
+    for a, b in zip(clean_fc, spike_fc, strict=True):
+        assert abs(b.value - a.value) <= 0.05 * a.value, (a.horizon, a.value, b.value)
+
+
+def with_inputs(hours=24 * 21, seed=2):
+    """``driver`` leads the target by two hours; ``flat`` is constant; ``noise`` is unrelated."""
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2026-07-06", periods=hours, freq="h", tz="UTC")
+    driver = np.zeros(hours)
+    for t in range(1, hours):
+        driver[t] = 0.8 * driver[t - 1] + rng.normal()
+    art = 100 * np.exp(0.15 * np.concatenate([[0, 0], driver[:-2]]) + rng.normal(0, 0.02, hours))
+    return pd.DataFrame({"art": art, "driver": 50 + 10 * driver, "flat": 7.0, "noise": rng.normal(50, 10, hours),
+                         "blank": np.nan, "driver_copy": 2 * (50 + 10 * driver)}, index=idx)
+
+
+def test_screening_drops_constant_missing_duplicate_and_noise_inputs():
+    frame = with_inputs()
+    kept, dropped = screen_inputs(frame, "art", ["driver", "flat", "noise", "blank", "driver_copy"])
+    assert kept == ["driver"]
+    assert dropped["flat"] == "constant"
+    assert dropped["blank"] == "never observed"
+    assert dropped["driver_copy"] == "near-duplicate of driver"
+    assert dropped["noise"].startswith("no relation to the target's next hours")
+
+
+def test_the_model_keeps_an_input_that_helps_and_says_which_it_uses():
+    frame = with_inputs()
+    bundle = train_bundle(frame, "art", S, exog="auto")
+    assert bundle.exog == ["driver"]
+    assert bundle.metrics_["inputs"]["used"] == ["driver"]
+    assert {"flat", "noise", "blank", "driver_copy"} <= set(bundle.metrics_["inputs"]["dropped"])
+    assert any(bundle.metrics_["horizons"][str(h)]["inputs"] == ["driver"] for h in range(1, 7))
+    assert not any(f.startswith(("noise", "flat")) for f in bundle.feature_names_)
