@@ -49,3 +49,7 @@ class NotEnoughData(ArtqError):
 
 class InputError(ArtqError):
     """A user-supplied file or argument (CSV, time, option) is invalid."""
+
+
+class CycleAlreadyRunning(ArtqError):
+    """The cycle of this (application, origin) is in flight already; the trigger was ignored."""

@@ -1,9 +1,34 @@
 """The Celery side of artq: ``celery -A workers worker|beat|flower``.
 
-Importing the package builds the app from artq's settings and registers the tasks.
+``workers.app`` (also ``workers.celery``) is built on first use by :func:`get_app` from artq's
+settings (``artq.yml`` / ``ARTQ_CONFIG`` / ``ARTQ_*``), so importing this package needs no
+broker and reads nothing; code that has its own settings calls
+``workers.factory.create_app(settings)`` instead.
+
+From a shell: ``from workers.tasks import train; train.delay("ABP")``.
 """
 
-import workers.tasks  # noqa: F401  (registers the tasks on the app)
-from workers.app import app
+from __future__ import annotations
 
-__all__ = ["app"]
+import threading
+
+_app = None
+_guard = threading.RLock()
+
+
+def get_app():
+    """The app ``celery -A workers`` runs: made once per process from the environment's settings."""
+    global _app
+    with _guard:
+        if _app is None:
+            from artq.config import load_settings
+            from workers.factory import create_app
+
+            _app = create_app(load_settings(), set_as_current=True)
+    return _app
+
+
+def __getattr__(name: str):
+    if name in ("app", "celery"):
+        return get_app()
+    raise AttributeError(f"module 'workers' has no attribute {name!r}")

@@ -1,197 +1,171 @@
-"""The hourly cycle as a Celery canvas: chain(fetch, chord(group(predict(h) for h in 1..6), refresh)).
+"""The hourly cycle as a Celery canvas, per batch of applications::
 
-``start_cycle`` is the one door into a cycle: it takes the (application, origin) lock, opens the
-run row and sends the canvas; a second trigger of a cycle in flight is refused with
-:class:`CycleAlreadyRunning`.
+    chain(fetch(batch), chord(group(predict(h) for h in 1..6), refresh(batch)))
+
+:func:`start_cycles` is the one door into the broker: it skips what is done or in flight, takes
+the (application, origin) locks, opens the runs and sends one canvas per batch. Beat's dispatch,
+``artq run-cycle --celery`` and the reconciler's re-runs all come through it; the in-process
+runner (:func:`artq.pipeline.cycle.run_in_process`) calls the same steps without a broker.
+Signatures are made by task name on the caller's app, so any app built by
+:func:`workers.factory.create_app` can send a cycle.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from celery import chain, chord, group
-from celery.result import AsyncResult
+from celery import Celery, chain, chord
 
-from artq.pipeline.steps import HORIZONS, begin_run, run_status
+from artq.errors import ArtqError, CycleAlreadyRunning
+from artq.horizons import HORIZONS
+from artq.pipeline import runs
+from artq.pipeline.cycle import batches, run_in_process
+from artq.pipeline.runs import RunStatus
+from artq.pipeline.runtime import Runtime
 from artq.storage import repository as repo
-from artq.timeutil import as_utc, last_complete_hour, parse_hour
-from workers.lock import CycleAlreadyRunning, CycleLock
-from workers.runtime import get_runtime
-from workers.tasks import (
-    fetch,
-    fleet_fetch,
-    fleet_predict,
-    fleet_refresh,
-    predict,
-    refresh,
-)
+from artq.timeutil import as_utc, last_complete_hour
+from workers.lock import CycleLock
 
 logger = logging.getLogger(__name__)
-DONE = ("succeeded", "partial")
 
 
-def cycle_signature(application: str, origin: str, lock: str | None = None):
+def cycle_signature(app: Celery, applications: list[str], origin: datetime, locks: dict[str, str] | None = None):
+    iso = origin.isoformat()
     return chain(
-        fetch.si(application, origin, lock=lock),
-        chord(group(predict.s(horizon=h) for h in HORIZONS), refresh.s(application, origin, lock=lock)),
+        app.signature("artq.cycle.fetch", args=(applications, iso), kwargs={"locks": locks}, immutable=True),
+        chord([app.signature("artq.cycle.predict", kwargs={"horizon": h}) for h in HORIZONS],
+              app.signature("artq.cycle.refresh", args=(applications, iso), kwargs={"locks": locks}), app=app),
+        app=app,
     )
 
 
-def fleet_signature(applications: list[str], origin: str, locks: dict[str, str] | None = None):
-    """The same shape for a batch of applications: fetch all, six horizon tasks over all, one refresh."""
-    return chain(
-        fleet_fetch.si(applications, origin),
-        chord(group(fleet_predict.s(horizon=h) for h in HORIZONS), fleet_refresh.s(applications, origin, locks=locks)),
-    )
+def cycle_lock(app: Celery) -> CycleLock:
+    return CycleLock(app.conf.broker_url, app.artq_settings.operations.cycle_lock_s)
 
 
-def _iso(origin: str | datetime | None) -> str:
-    if origin is None:
-        return last_complete_hour().isoformat()
-    return (as_utc(origin) if isinstance(origin, datetime) else parse_hour(origin, name="origin")).isoformat()
-
-
-def cycle_lock() -> CycleLock:
-    settings = get_runtime().settings
-    from workers.app import app
-
-    broker = None if app.conf.task_always_eager else (app.conf.broker_url or settings.celery.broker_url)
-    return CycleLock(broker, settings.operations.cycle_lock_s)
-
-
-def release_lock(application: str, origin: str, token: str | None) -> None:
-    if not token:
-        return
-    try:
-        cycle_lock().release(application, _iso(origin), token)
-    except Exception as exc:  # noqa: BLE001 - it expires on its own
-        logger.warning("could not release the cycle lock of %s %s: %s", application, origin, exc)
-
-
-def release_locks(origin: str, tokens: dict[str, str] | None) -> None:
+def release_locks(app: Celery, origin: datetime, tokens: dict[str, str] | None) -> None:
     if not tokens:
         return
     try:
-        cycle_lock().release_many(_iso(origin), tokens)
+        cycle_lock(app).release_many(origin.isoformat(), tokens)
     except Exception as exc:  # noqa: BLE001 - they expire on their own
-        logger.warning("could not release %d cycle locks of %s: %s", len(tokens), origin, exc)
+        logger.warning("could not release %d cycle locks of %s: %s", len(tokens), origin.isoformat(), exc)
 
 
-def start_cycle(application: str, origin: str | datetime | None = None, trigger: str = "cli",
-                force: bool = False) -> AsyncResult:
-    """Lock (application, origin), record the run, then send the canvas; returns the chord callback's result.
+def start_cycles(app: Celery, rt: Runtime, applications: list[str], origin: datetime, trigger: str, *,
+                 skip_done: bool = False, force: bool = False) -> dict[str, Any]:
+    """Lock, open the runs of, and send the batched cycles of ``applications`` for ``origin``.
 
-    Raises :class:`CycleAlreadyRunning` if the cycle is in flight (``force``: the reconciler,
-    re-running a cycle it found stuck, takes the lock regardless).
+    ``skip_done``: leave applications whose run of ``origin`` completed (beat firing twice starts
+    nothing). ``force``: take the locks even if held (the reconciler re-running a stuck cycle).
+    Returns the counts and, under ``results``, one AsyncResult per batch (the refresh's).
     """
-    rt = get_runtime()
-    rt.settings.application(application)
-    iso = _iso(origin)
-    lock = cycle_lock()
-    token = lock.acquire(application, iso, force=force)
-    if token is None:
-        raise CycleAlreadyRunning(
-            f"the cycle of {application} for origin {iso} is running already (trigger {trigger!r} ignored); "
-            f"see `artq status --app {application}`."
-        )
-    if not force and _in_flight(rt, application, iso):  # the lock was lost (Redis restarted) but the run is live
-        lock.release(application, iso, token)
-        raise CycleAlreadyRunning(
-            f"the cycle of {application} for origin {iso} started less than "
-            f"{rt.settings.operations.cycle_lock_s} s ago and is still running (trigger {trigger!r} ignored)."
-        )
-    try:
-        begin_run(rt, application, iso, trigger)
-        result = cycle_signature(application, iso, lock=token).apply_async()
-    except BaseException:
-        lock.release(application, iso, token)
-        raise
-    return result
-
-
-def _in_flight(rt, application: str, iso: str) -> bool:
-    from artq.timeutil import utcnow
-
-    with rt.db.session() as s:
-        run = repo.get_run(s, application, parse_hour(iso, name="origin"))
-        if run is None or run.status != "running":
-            return False
-        return (utcnow() - as_utc(run.started_at)).total_seconds() < rt.settings.operations.cycle_lock_s
-
-
-def restart_cycle(application: str, origin: datetime, trigger: str = "reconciler") -> str:
-    """The reconciler's way to start a cycle through the broker; returns the callback's task id.
-
-    A stuck cycle (trigger ``reconciler``) is re-run even though its lock may still be held; a
-    catch-up respects the lock like any other trigger.
-    """
-    return start_cycle(application, origin, trigger=trigger, force=trigger == "reconciler").id
-
-
-def dispatch_cycles(origin: str | datetime | None = None, trigger: str = "beat") -> dict:
-    """Start the cycle of every configured application for ``origin``; skip those done or in flight.
-
-    A duplicate trigger (beat firing twice, a redelivered dispatch) therefore starts nothing new.
-    One application gets its own canvas; several are cut into batches of
-    ``operations.fleet_batch_size``, each running the same chain → six horizons → chord.
-    """
-    rt = get_runtime()
-    if len(rt.settings.applications) > 1:
-        return dispatch_fleet(origin, trigger=trigger)
-    iso = _iso(origin)
-    started, done, running = [], [], []
-    for app in rt.settings.applications:
-        if run_status(rt, app.name, iso) in DONE:
-            done.append(app.name)
-            continue
-        try:
-            start_cycle(app.name, iso, trigger=trigger)
-            started.append(app.name)
-        except CycleAlreadyRunning:
-            running.append(app.name)
-    if running:
-        logger.info("dispatch %s: %d cycles already in flight: %s", iso, len(running), ", ".join(running[:20]))
-    return {"origin": iso, "started": len(started), "already_done": len(done), "in_flight": len(running)}
-
-
-def dispatch_fleet(origin: str | datetime | None = None, trigger: str = "beat",
-                   applications: list[str] | None = None) -> dict:
-    """Lock, open the runs of, and send the batched cycles of every application not done or in flight."""
-    from artq.pipeline.fleet import batches, begin_runs, done_applications
-
-    rt = get_runtime()
-    iso = _iso(origin)
-    names = applications or [a.name for a in rt.settings.applications]
-    done = done_applications(rt, names, iso)
+    origin = as_utc(origin)
+    iso = origin.isoformat()
+    names = list(dict.fromkeys(applications))
+    for name in names:
+        rt.settings.application(name)
+    done = runs.done_applications(rt, names, origin) if skip_done else set()
     todo = [n for n in names if n not in done]
-    tokens = cycle_lock().acquire_many(todo, iso)
-    held = {n: t for n, t in tokens.items() if t}
-    if not held:
-        return {"origin": iso, "started": 0, "already_done": len(done), "in_flight": len(todo), "batches": 0}
-    try:
-        begin_runs(rt, list(held), iso, trigger)
-        parts = batches(list(held), rt.settings.operations.fleet_batch_size)
-        for part in parts:
-            fleet_signature(part, iso, locks={n: held[n] for n in part}).apply_async()
-    except BaseException:
-        cycle_lock().release_many(iso, held)
-        raise
-    return {"origin": iso, "started": len(held), "already_done": len(done), "in_flight": len(todo) - len(held),
-            "batches": len(parts)}
+    lock = cycle_lock(app)
+    held = {n: t for n, t in lock.acquire_many(todo, iso, force=force).items() if t}
+    if not force and held:  # the lock was lost (Redis restarted) but the run is live
+        busy = runs.in_flight(rt, list(held), origin, rt.settings.operations.cycle_lock_s)
+        if busy:
+            lock.release_many(iso, {n: held.pop(n) for n in busy})
+    results = []
+    if held:
+        try:
+            runs.open_runs(rt, list(held), origin, trigger)
+            for part in batches(list(held), rt.settings.operations.fleet_batch_size):
+                results.append(cycle_signature(app, part, origin, {n: held[n] for n in part}).apply_async())
+        except BaseException:
+            lock.release_many(iso, held)
+            raise
+    skipped = [n for n in todo if n not in held]
+    if skipped:
+        logger.info("%s %s: %d cycles already in flight: %s", trigger, iso, len(skipped), ", ".join(skipped[:20]))
+    return {"origin": iso, "started": len(held), "already_done": len(done), "in_flight": len(skipped),
+            "batches": len(results), "results": results}
 
 
-def run_cycle(runtime, application: str, origin: datetime | None = None, *, use_broker: bool = False,
-              trigger: str = "cli", timeout_s: float = 600) -> dict:
-    """Run one cycle and wait for its refresh: in this process (eager canvas) or through the broker."""
-    from workers.app import app, configure, make_eager
-    from workers.runtime import set_runtime
+def dispatch(app: Celery, rt: Runtime, origin: datetime, trigger: str = "beat") -> dict[str, Any]:
+    """Start the cycle of every configured application for ``origin``; skip those done or in flight."""
+    report = start_cycles(app, rt, [a.name for a in rt.settings.applications], origin, trigger, skip_done=True)
+    report.pop("results")
+    return report
 
-    set_runtime(runtime)
-    if use_broker:
-        configure(app, runtime.settings)  # the caller's --config, not only ARTQ_CONFIG
-    else:
-        make_eager(app)
+
+def broker_restart(app: Celery, rt: Runtime) -> Callable[[list[str], datetime, str], Any]:
+    """The reconciler's way to start cycles through the broker (a stuck run is re-run despite its lock)."""
+    def restart(applications: list[str], origin: datetime, trigger: str) -> dict:
+        report = start_cycles(app, rt, applications, origin, trigger, force=trigger == "reconciler")
+        report.pop("results")
+        return report
+
+    return restart
+
+
+def in_process_restart(rt: Runtime) -> Callable[[list[str], datetime, str], Any]:
+    """The reconciler's way to run cycles with no broker: in this process, one origin at a time."""
+    return lambda applications, origin, trigger: run_in_process(rt, applications, origin, trigger)
+
+
+def run_cycle(runtime: Runtime, application: str, origin: datetime | None = None, *, use_broker: bool = False,
+              trigger: str = "cli", timeout_s: float = 600, progress: Callable[[str], None] | None = None) -> dict:
+    """Run one application's cycle and wait for it: in this process, or through the broker and workers.
+
+    Returns ``{"application", "origin", "status", "horizons_ok", "failed", "error"}``; a step that
+    failed is in ``status``/``error``, never an exception. Raises :class:`ArtqError` for a
+    mistake (unknown application, no source or broker configured, a cycle already in flight) or
+    when the workers do not finish within ``timeout_s``.
+    """
+    from workers.factory import create_app
+
+    origin = as_utc(origin) if origin else last_complete_hour()
     runtime.settings.application(application)
-    result = start_cycle(application, origin or last_complete_hour(), trigger=trigger)
-    return result.get(timeout=timeout_s, propagate=True, disable_sync_subtasks=False)
+    runtime.settings.require_source()
+    if not use_broker:
+        out = run_in_process(runtime, [application], origin, trigger, progress=progress)[application]
+        return {"application": application, "origin": origin.isoformat(), **out}
+    app = create_app(runtime.settings)
+    try:
+        report = start_cycles(app, runtime, [application], origin, trigger)
+        if not report["started"]:
+            raise CycleAlreadyRunning(f"the cycle of {application} for origin {origin.isoformat()} is running already "
+                                      f"(trigger {trigger!r} ignored); see `artq status --app {application}`.")
+        return _wait(runtime, application, origin, timeout_s, progress)
+    finally:
+        app.close()
+
+
+def _wait(rt: Runtime, application: str, origin: datetime, timeout_s: float, progress) -> dict:
+    """Poll the run row until the workers close it, saying every few seconds what is still pending."""
+    started = time.monotonic()
+    said = started
+    while True:
+        with rt.db.session() as s:
+            run = repo.get_run(s, application, origin)
+            stored = len(repo.forecasts_for(s, application, origin))
+            state = (run.status, run.error, dict(run.details or {}), run.fetch_s) if run is not None else None
+        if state is not None and state[0] != RunStatus.RUNNING:
+            status, error, details, _ = state
+            return {"application": application, "origin": origin.isoformat(), "status": str(status),
+                    "horizons_ok": list(details.get("horizons_ok", [])), "failed": dict(details.get("horizons_failed", {})),
+                    "error": error}
+        now = time.monotonic()
+        if now - started > timeout_s:
+            raise ArtqError(f"the cycle of {application} for {origin.isoformat()} did not finish within {timeout_s:.0f} s; "
+                            f"it goes on in the workers: see `artq status --app {application}` and `artq workers`.")
+        if progress and now - said >= 5:
+            said = now
+            fetched = state is not None and state[3] is not None
+            stage = (f"fetch done, {stored} of {len(HORIZONS)} horizons stored, waiting for "
+                     + ("the refresh (queue refresh)" if stored == len(HORIZONS) else "predict workers (queue predict)")
+                     if fetched else "a fetch worker (queue fetch)")
+            progress(f"{now - started:.0f} s: {stage}")
+        time.sleep(0.25)

@@ -1,14 +1,22 @@
-"""The Celery app: configuration only. Tasks live in ``workers.tasks``; the canvas in ``workers.canvas``."""
+"""The Celery app factory: :func:`create_app` builds an app from artq's :class:`Settings`.
+
+Configuration only: the tasks live in ``workers.tasks`` (registered on every app this builds),
+the canvas in ``workers.canvas``. Each app carries its settings and, in worker processes, one
+:class:`~artq.pipeline.Runtime` (:func:`runtime_of`); nothing is global but the app that
+``celery -A workers`` loads (``workers.get_app``).
+"""
 
 from __future__ import annotations
 
+import weakref
+
 from celery import Celery
+from celery.signals import worker_process_init
 from kombu import Exchange, Queue
 
-from artq.config import Settings, load_settings
-
-DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
-DEFAULT_BACKEND = "redis://127.0.0.1:6379/1"
+from artq.config import Settings
+from artq.errors import ConfigError
+from artq.pipeline import Runtime
 
 EXCHANGE = Exchange("artq", type="direct")
 QUEUES = (
@@ -22,11 +30,8 @@ QUEUES = (
 TASK_ROUTES = {
     "artq.cycle.fetch": {"queue": "fetch", "routing_key": "fetch"},
     "artq.cycle.dispatch": {"queue": "fetch", "routing_key": "fetch"},
-    "artq.fleet.fetch": {"queue": "fetch", "routing_key": "fetch"},
     "artq.cycle.predict": {"queue": "predict", "routing_key": "predict"},
-    "artq.fleet.predict": {"queue": "predict", "routing_key": "predict"},
     "artq.cycle.refresh": {"queue": "refresh", "routing_key": "refresh"},
-    "artq.fleet.refresh": {"queue": "refresh", "routing_key": "refresh"},
     "artq.ops.reconcile": {"queue": "refresh", "routing_key": "refresh"},
     "artq.model.train": {"queue": "train", "routing_key": "train"},
     "artq.model.drift": {"queue": "train", "routing_key": "train"},
@@ -55,11 +60,27 @@ def transport_options(settings: Settings) -> dict:
     }
 
 
-def configure(app: Celery, settings: Settings) -> None:
+def create_app(settings: Settings, *, set_as_current: bool = False) -> Celery:
+    """A Celery app for ``settings``: broker and result backend, queues and routes, JSON only,
+    delivery policy, lease renewal, the beat schedule, and every artq task registered.
+
+    Raises :class:`ConfigError` when no broker is configured: there is no default broker, and
+    without one the cycle runs in-process instead (``artq run-cycle``, ``artq serve``).
+    """
+    from beat_schedule import build_beat_schedule
+    from workers.lease import LeaseRenewal
+
+    broker = settings.celery.broker_url
+    if not broker:
+        raise ConfigError(
+            "no broker configured: set `celery.broker_url` (or ARTQ_BROKER_URL), e.g. redis://127.0.0.1:6379/0; "
+            "without a broker, cycles run in-process (`artq run-cycle`, `artq serve`)."
+        )
     ops = settings.operations
+    app = Celery("artq", set_as_current=set_as_current)
     app.conf.update(
-        broker_url=settings.celery.broker_url or DEFAULT_BROKER,
-        result_backend=settings.celery.result_backend or DEFAULT_BACKEND,
+        broker_url=broker,
+        result_backend=settings.celery.result_backend or broker,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],  # pickle off: a broker message can never run code
@@ -71,7 +92,6 @@ def configure(app: Celery, settings: Settings) -> None:
         task_default_exchange="artq",
         task_default_routing_key="predict",
         task_routes=TASK_ROUTES,
-        task_always_eager=False,  # make_eager() turns the in-process mode on
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -89,30 +109,30 @@ def configure(app: Celery, settings: Settings) -> None:
         result_backend_transport_options={"retry_policy": {"timeout": 30.0}},  # ride out a Redis restart
         worker_send_task_events=True,
         task_send_sent_event=True,
+        beat_schedule=build_beat_schedule(settings),
     )
-
-
-def make_eager(app: Celery) -> None:
-    """Run every task inline in this process: the embedded default, no broker needed."""
-    app.conf.update(
-        broker_url="memory://",
-        result_backend="cache+memory://",
-        task_always_eager=True,
-        task_eager_propagates=True,
-    )
-
-
-def create_app(settings: Settings | None = None) -> Celery:
-    from workers.lease import LeaseRenewal
-
-    settings = settings or load_settings()
-    app = Celery("artq")
-    configure(app, settings)
     app.steps["consumer"].add(LeaseRenewal)
-    from beat_schedule import build_beat_schedule
+    app.artq_settings = settings
+    app.artq_runtime = None
+    _APPS.add(app)
+    import workers.tasks  # noqa: F401 - shared tasks attach to every app when it finalizes
 
-    app.conf.beat_schedule = build_beat_schedule(settings)
     return app
 
 
-app = create_app()
+def runtime_of(app: Celery) -> Runtime:
+    """The app's Runtime (settings, database, source, loaded models), made on first use in this process."""
+    if app.artq_runtime is None:
+        app.artq_runtime = Runtime(app.artq_settings)
+    return app.artq_runtime
+
+
+_APPS: weakref.WeakSet = weakref.WeakSet()
+
+
+@worker_process_init.connect
+def _reset_after_fork(**_kwargs) -> None:
+    """Prefork children must not share the parent's database connections or HTTP sessions."""
+    for app in list(_APPS):
+        if getattr(app, "artq_runtime", None) is not None:
+            app.artq_runtime.after_fork()

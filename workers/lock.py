@@ -15,18 +15,12 @@ import uuid
 from datetime import datetime
 from typing import ClassVar
 
-from artq.errors import ArtqError
-
 KEY_PREFIX = "artq:cycle-lock"
 
 _RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-class CycleAlreadyRunning(ArtqError):
-    """The cycle of this (application, origin) is in flight already; the trigger was ignored."""
 
 
 def lock_key(application: str, origin: str | datetime) -> str:
@@ -65,16 +59,16 @@ class CycleLock:
             self._local[key] = (token, time.monotonic() + self.ttl_ms / 1000)
             return token
 
-    def acquire_many(self, applications: list[str], origin: str | datetime) -> dict[str, str | None]:
+    def acquire_many(self, applications: list[str], origin: str | datetime, force: bool = False) -> dict[str, str | None]:
         """One round trip for a fleet: ``{application: token, or None where the lock is held}``."""
         if not self.url:
-            return {a: self.acquire(a, origin) for a in applications}
+            return {a: self.acquire(a, origin, force=force) for a in applications}
         tokens = {a: uuid.uuid4().hex for a in applications}
         client = self._client()
         try:
             pipe = client.pipeline(transaction=False)
             for a, token in tokens.items():
-                pipe.set(lock_key(a, origin), token, px=self.ttl_ms, nx=True)
+                pipe.set(lock_key(a, origin), token, px=self.ttl_ms, nx=not force)
             got = pipe.execute()
         finally:
             client.close()
@@ -109,15 +103,3 @@ class CycleLock:
                 del self._local[key]
                 return True
         return False
-
-    def holder(self, application: str, origin: str | datetime) -> str | None:
-        key = lock_key(application, origin)
-        if self.url:
-            client = self._client()
-            try:
-                value = client.get(key)
-                return value.decode() if value else None
-            finally:
-                client.close()
-        held = self._local.get(key)
-        return held[0] if held and held[1] > time.monotonic() else None

@@ -1,11 +1,17 @@
-"""Thin task wrappers: JSON in, one domain call, a small dict out. Policy lives in the decorators.
+"""Thin task wrappers: JSON in, the origin parsed once, one domain call, a small dict out.
 
-Delivery policy, for every task of the cycle (:class:`CycleTask`): late acknowledgement and
-requeue when the worker dies (the steps are idempotent, so running one twice is safe); retries
-with exponential backoff and jitter for transient errors only (the source or the database
-briefly unreachable); anything else fails at once and the reason lands in ``pipeline_runs``.
-The horizon tasks (:class:`HorizonTask`) never fail: a horizon that gives up returns
-``ok: False`` with the reason, so the chord's callback still refreshes the other five.
+Delivery policy lives in the base classes, for every task of the cycle: late acknowledgement and
+requeue when the worker dies (the steps are idempotent, so running one twice is safe); a
+transient failure (the source or the database briefly away) re-runs the task after a backoff as
+its kind's policy in :mod:`artq.pipeline.retry` says; anything else fails at once. A cycle task
+that gives up for good closes every run of its batch as failed with the reason and releases its
+locks (:meth:`CycleTask.on_failure`). The horizon tasks never fail: a horizon that gives up
+returns its reason, so the chord's callback still refreshes the other five.
+
+The tasks are shared: they attach to every app :func:`workers.factory.create_app` builds, and
+each finds its settings and runtime through ``self.app``. The module-level names (``train``,
+``fetch``, ...) are the tasks of the app ``celery -A workers`` runs, so
+``train.delay("ABP")`` works from a shell.
 """
 
 from __future__ import annotations
@@ -13,52 +19,63 @@ from __future__ import annotations
 import inspect
 import logging
 
-from celery import Task
+from celery import Task, shared_task
 from celery.exceptions import Ignore, Reject, Retry
+from celery.local import Proxy
 
-from artq.errors import SourceUnavailable
-from artq.pipeline import fetch_step, predict_step, refresh_step, train_step
-from artq.pipeline.fleet import fleet_fetch_step, fleet_predict_step, fleet_refresh_step
-from artq.pipeline.runtime import StorageUnavailable
-from artq.pipeline.steps import horizon_failure, record_failure
-from workers.app import TRAIN_TIME_LIMIT_S, app
-from workers.runtime import get_runtime
+from artq.pipeline.cycle import fetch_step, horizon_failure, predict_step, refresh_step
+from artq.pipeline.drift import drift_step
+from artq.pipeline.retry import TRANSIENT, policy_for
+from artq.pipeline.runs import describe, fail_runs
+from artq.pipeline.training import train_step
+from artq.timeutil import last_complete_hour, parse_hour
+from workers import canvas
+from workers.factory import TRAIN_TIME_LIMIT_S, runtime_of
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT = (SourceUnavailable, StorageUnavailable)
 
-
-class CycleTask(Task):
-    """Policy shared by the cycle's tasks; ``on_failure`` records a step that gave up for good."""
+class PolicyTask(Task):
+    """Re-run on transient failures as :func:`artq.pipeline.retry.policy_for` says; fail at once otherwise."""
 
     acks_late = True
     reject_on_worker_lost = True
-    autoretry_for = TRANSIENT
-    retry_backoff = 2  # 2, 4, 8, 16, 30, 30 ... s (full jitter), about 2.5 min in all
-    retry_backoff_max = 30
-    retry_jitter = True
-    max_retries = 8
-    step = ""
 
-    def _run_args(self, args, kwargs) -> dict:
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except TRANSIENT as exc:
+            policy = policy_for(exc)
+            if self.request.called_directly or policy is None or self.request.retries >= policy.retries:
+                raise
+            countdown = policy.delay(self.request.retries)
+            logger.warning("%s: %s; retry %d of %d in %.0f s", self.name, describe(exc), self.request.retries + 1,
+                           policy.retries, countdown)
+            raise self.retry(exc=exc, countdown=countdown, max_retries=policy.retries) from exc
+
+    def bound_args(self, args, kwargs) -> dict:
         try:
             return inspect.signature(self.run).bind_partial(*args, **kwargs).arguments
         except TypeError:
             return {}
 
-    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        bound = self._run_args(args, kwargs)
-        application, origin = bound.get("application"), bound.get("origin")
-        if not (self.step and application and origin):
-            return
-        try:
-            record_failure(get_runtime(), application, origin, self.step, exc)
-        except Exception as err:  # noqa: BLE001 - the database may be the thing that is down: the reconciler closes the run later
-            logger.warning("could not record the failure of %s for %s %s: %s", self.step, application, origin, err)
-        from workers.canvas import release_lock
 
-        release_lock(application, origin, bound.get("lock"))
+class CycleTask(PolicyTask):
+    """A step of the cycle over a batch: when it gives up, every run of the batch is closed as failed."""
+
+    step = ""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        bound = self.bound_args(args, kwargs)
+        applications, origin = bound.get("applications"), bound.get("origin")
+        if not (self.step and applications and origin):
+            return
+        t0 = parse_hour(origin, name="origin")
+        try:
+            fail_runs(runtime_of(self.app), list(applications), t0, f"{self.step}: {describe(exc)}", exc)
+        except Exception as err:  # noqa: BLE001 - the database may be what is down: the reconciler closes them later
+            logger.warning("could not record the failure of %s for %s: %s", self.step, origin, describe(err))
+        canvas.release_locks(self.app, t0, bound.get("locks"))
 
 
 class HorizonTask(CycleTask):
@@ -70,83 +87,71 @@ class HorizonTask(CycleTask):
         except (Retry, Ignore, Reject):
             raise
         except Exception as exc:
-            bound = self._run_args(args, kwargs)
+            bound = self.bound_args(args, kwargs)
             logger.exception("horizon %s gave up", bound.get("horizon"))
             return horizon_failure(bound.get("payload") or {}, bound.get("horizon"), exc, task_id=self.request.id)
 
 
-@app.task(name="artq.cycle.fetch", base=CycleTask, bind=True, step="fetch", soft_time_limit=540, time_limit=600)
-def fetch(self, application: str, origin: str, lock: str | None = None) -> dict:
-    return fetch_step(get_runtime(), application, origin, task_id=self.request.id)
+@shared_task(name="artq.cycle.fetch", base=CycleTask, bind=True, step="fetch", soft_time_limit=540, time_limit=600)
+def _fetch(self, applications: list, origin: str, locks: dict | None = None) -> dict:
+    return fetch_step(runtime_of(self.app), applications, parse_hour(origin, name="origin"), task_id=self.request.id)
 
 
-@app.task(name="artq.cycle.predict", base=HorizonTask, bind=True, soft_time_limit=120, time_limit=150)
-def predict(self, payload: dict, horizon: int) -> dict:
-    return {**predict_step(get_runtime(), payload, horizon, task_id=self.request.id), "worker": self.request.hostname}
+@shared_task(name="artq.cycle.predict", base=HorizonTask, bind=True, soft_time_limit=240, time_limit=300)
+def _predict(self, payload: dict, horizon: int) -> dict:
+    out = predict_step(runtime_of(self.app), payload, horizon, task_id=self.request.id)
+    return {**out, "worker": self.request.hostname}
 
 
-@app.task(name="artq.cycle.refresh", base=CycleTask, bind=True, step="refresh", soft_time_limit=240, time_limit=300)
-def refresh(self, results: list, application: str, origin: str, lock: str | None = None) -> dict:
-    out = refresh_step(get_runtime(), results, application, origin, task_id=self.request.id)
-    from workers.canvas import release_lock
-
-    release_lock(application, origin, lock)
+@shared_task(name="artq.cycle.refresh", base=CycleTask, bind=True, step="refresh", soft_time_limit=540, time_limit=600)
+def _refresh(self, results: list, applications: list, origin: str, locks: dict | None = None) -> dict:
+    t0 = parse_hour(origin, name="origin")
+    out = refresh_step(runtime_of(self.app), results, applications, t0, task_id=self.request.id)
+    canvas.release_locks(self.app, t0, locks)
     return out
 
 
-# -- the same cycle over a batch of applications (a fleet; see artq/pipeline/fleet.py) ---------------
+@shared_task(name="artq.cycle.dispatch", bind=True, soft_time_limit=120, time_limit=180)
+def _dispatch(self, origin: str | None = None) -> dict:
+    """Beat's hourly entry: start the cycle of every configured application (skipping any done or in flight)."""
+    t0 = parse_hour(origin, name="origin") if origin else last_complete_hour()
+    return canvas.dispatch(self.app, runtime_of(self.app), t0, trigger="beat")
 
 
-@app.task(name="artq.fleet.fetch", base=CycleTask, bind=True, soft_time_limit=540, time_limit=600)
-def fleet_fetch(self, applications: list, origin: str) -> dict:
-    return fleet_fetch_step(get_runtime(), applications, origin, task_id=self.request.id)
-
-
-@app.task(name="artq.fleet.predict", base=HorizonTask, bind=True, soft_time_limit=240, time_limit=300)
-def fleet_predict(self, payload: dict, horizon: int) -> dict:
-    return {**fleet_predict_step(get_runtime(), payload, horizon, task_id=self.request.id), "worker": self.request.hostname}
-
-
-@app.task(name="artq.fleet.refresh", base=CycleTask, bind=True, soft_time_limit=540, time_limit=600)
-def fleet_refresh(self, results: list, applications: list, origin: str, locks: dict | None = None) -> dict:
-    out = fleet_refresh_step(get_runtime(), results, applications, origin, task_id=self.request.id)
-    from workers.canvas import release_locks
-
-    release_locks(origin, locks)
-    return out
-
-
-@app.task(name="artq.cycle.dispatch", soft_time_limit=120, time_limit=180)
-def dispatch(origin: str | None = None) -> dict:
-    """Beat's hourly entry: start each configured application's cycle (skipping any done or in flight)."""
-    from workers.canvas import dispatch_cycles
-
-    return dispatch_cycles(origin, trigger="beat")
-
-
-@app.task(name="artq.ops.reconcile", acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT,
-          retry_backoff=5, max_retries=3, soft_time_limit=240, time_limit=300)
-def reconcile() -> dict:
+@shared_task(name="artq.ops.reconcile", base=PolicyTask, bind=True, soft_time_limit=240, time_limit=300)
+def _reconcile(self) -> dict:
     """Beat's periodic check: finish or re-run stuck cycles, open freshness alerts, catch up."""
-    from artq.pipeline.reconcile import reconcile as run_reconcile
-    from workers.canvas import restart_cycle
+    from artq.pipeline.reconcile import reconcile
 
-    return run_reconcile(get_runtime(), restart=restart_cycle)
-
-
-@app.task(name="artq.model.train", acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT,
-          retry_backoff=30, max_retries=3, soft_time_limit=TRAIN_TIME_LIMIT_S - 60, time_limit=TRAIN_TIME_LIMIT_S)
-def train(application: str, tune: bool | None = None) -> dict:
-    return train_step(get_runtime(), application, tune=tune)
+    rt = runtime_of(self.app)
+    return reconcile(rt, restart=canvas.broker_restart(self.app, rt))
 
 
-@app.task(name="artq.model.drift", acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT,
-          retry_backoff=30, max_retries=3, soft_time_limit=540, time_limit=600)
-def drift(application: str) -> dict:
+@shared_task(name="artq.model.train", base=PolicyTask, bind=True, soft_time_limit=TRAIN_TIME_LIMIT_S - 60,
+             time_limit=TRAIN_TIME_LIMIT_S)
+def _train(self, application: str, tune: bool | None = None) -> dict:
+    return train_step(runtime_of(self.app), application, tune=tune)
+
+
+@shared_task(name="artq.model.drift", base=PolicyTask, bind=True, soft_time_limit=540, time_limit=600)
+def _drift(self, application: str) -> dict:
     """Beat's daily check: queue a retrain when errors or inputs drifted, or the model is stale."""
-    from artq.pipeline.drift import drift_step
-
-    out = drift_step(get_runtime(), application)
+    out = drift_step(runtime_of(self.app), application)
     if out["drifted"]:
-        out["train_task"] = train.delay(application).id
+        out["train_task"] = self.app.send_task("artq.model.train", args=[application]).id
     return out
+
+
+def _on_worker_app(name: str) -> Proxy:
+    from workers import get_app
+
+    return Proxy(lambda: get_app().tasks[name])
+
+
+fetch = _on_worker_app("artq.cycle.fetch")
+predict = _on_worker_app("artq.cycle.predict")
+refresh = _on_worker_app("artq.cycle.refresh")
+dispatch = _on_worker_app("artq.cycle.dispatch")
+reconcile = _on_worker_app("artq.ops.reconcile")
+train = _on_worker_app("artq.model.train")
+drift = _on_worker_app("artq.model.drift")

@@ -25,28 +25,51 @@ def _ctx(config, app):
 
 @models_app.command("list")
 def list_versions(app: AppOpt = "", config: ConfigOpt = None) -> None:
-    """List an application's model versions with their validation metrics.
+    """List an application's model versions: validation metrics, inputs, and why each was or was not promoted.
+
+    A version whose files no longer match the checksums recorded at registration is marked
+    CORRUPT and is never loaded.
 
     Example: artq models list --app ABP
     """
+    from rich.text import Text
+
+    from artq.errors import ModelError
     from artq.forecasting import registry
+    from artq.pipeline import champions
+    from artq.storage import open_database
 
     settings, name = _ctx(config, app)
-    champion = registry.champion(settings.models_dir, name)
-    table = Table(title=f"{name}: model versions in {settings.models_dir}")
-    for col in ("version", "created (UTC)", "mean MAE", "mean MASE", "naive-24 MAE", "champion"):
-        table.add_column(col)
-    for v in registry.list_versions(settings.models_dir, name):
-        m = v.metrics or {}
-        table.add_row(v.version, v.created_at[:16], _num(m.get("mean_mae")), _num(m.get("mean_mase")),
-                      _num(m.get("seasonal_naive_24_mean_mae")), "yes" if v.version == champion else "")
+    db = open_database(settings.database_url)
+    try:
+        with db.session() as s:
+            current = champions.champion(s, name)
+            rows = champions.versions(s, name)
+            detached = [(r.version, r.created_at, dict(r.metrics or {}), r.reason, dict(r.sha256 or {})) for r in rows]
+    finally:
+        db.dispose()
+    table = Table(title=f"{name}: model versions (champion: {current or 'none'}; times UTC)", expand=True)
+    for col in ("version", "created", "MAE", "MASE", "inputs", "files", "why"):
+        table.add_column(col, overflow="fold", ratio=4 if col == "why" else None)
+    for version, created, m, reason, sha in detached:
+        try:
+            path = registry.version_dir(settings.models_dir, name, version)
+            registry.verify(path, version, sha)
+            inputs = str(len(registry.read_metadata(path).get("exog") or []))
+            files = "ok"
+        except ModelError as exc:
+            inputs, files = "?", f"CORRUPT: {exc}"
+        marker = " *" if version == current else ""
+        table.add_row(Text(version + marker), f"{created:%m-%d %H:%M}", _num(m.get("mean_mae")),
+                      _num(m.get("mean_mase")), inputs, Text(files), Text(reason or ""))
     console.print(table)
+    console.print("* = champion (serves the forecasts); `artq models promote VERSION` changes it")
 
 
 @models_app.command("promote")
 def promote(version: Annotated[str, typer.Argument(help="Version to make champion, e.g. v0003.")], app: AppOpt = "",
             config: ConfigOpt = None) -> None:
-    """Make a version the champion (also the way to roll back).
+    """Make a version the champion (its files are checked first; also the way to roll back).
 
     Example: artq models promote v0002 --app ABP
     """
@@ -64,16 +87,14 @@ def rollback(version: Annotated[str, typer.Argument(help="Earlier version to ret
 
 
 def _set_champion(config, app, version: str, rollback: bool) -> None:
-    from artq.forecasting import registry
+    from artq.pipeline import champions
     from artq.storage import open_database
-    from artq.storage import repository as repo
 
     settings, name = _ctx(config, app)
-    (registry.rollback if rollback else registry.promote)(settings.models_dir, name, version)
     db = open_database(settings.database_url)
     try:
         with db.session() as s:
-            repo.set_champion(s, name, version)
+            (champions.rollback if rollback else champions.promote)(s, settings.models_dir, name, version)
     finally:
         db.dispose()
     console.print(f"{name}: {version} is now the champion; the next cycle uses it")

@@ -25,27 +25,18 @@ def reconcile(
     Example: artq reconcile --config artq.yml
     """
     from artq.pipeline.reconcile import reconcile as run_reconcile
-    from workers.app import app, configure, make_eager
-    from workers.runtime import set_runtime
+    from workers.canvas import broker_restart, in_process_restart
+    from workers.factory import create_app
 
     settings = _settings(config)
     rt = _runtime(settings)
-    set_runtime(rt)
-    if settings.embedded:
-        make_eager(app)
-    else:
-        configure(app, settings)
-
-    def restart(application, origin, trigger):
-        from workers.canvas import start_cycle
-
-        return start_cycle(application, origin, trigger=trigger, force=trigger == "reconciler").id
-
+    app = None if settings.embedded else create_app(settings)
     try:
-        report = run_reconcile(rt, restart=restart)
+        report = run_reconcile(rt, restart=in_process_restart(rt) if app is None else broker_restart(app, rt))
     finally:
         rt.close()
-        set_runtime(None)
+        if app is not None:
+            app.close()
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -63,13 +54,13 @@ def workers(
 
     Example: artq workers --config artq.yml --timeout 5
     """
-    from workers.app import app, configure
+    from workers.factory import create_app
 
     settings = _settings(config)
     if settings.embedded:
         raise ConfigError("no broker configured (`celery.broker_url` / ARTQ_BROKER_URL): the cycle runs in-process, "
                           "there are no workers to list.")
-    configure(app, settings)
+    app = create_app(settings)
     # One broadcast waits the whole timeout (the number of workers is unknown); the follow-up
     # questions go only to the workers that answered and return as soon as each has replied.
     queues = app.control.inspect(timeout=timeout).active_queues() or {}

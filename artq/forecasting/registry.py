@@ -1,14 +1,16 @@
-"""Model versions on disk, with a champion pointer per application.
+"""Model versions on disk: XGBoost's own UBJ files plus a metadata file, never pickle.
 
 Layout::
 
     <models_dir>/<application>/versions/<version>/h1.ubj .. h6.ubj   XGBoost's own UBJ format
-    <models_dir>/<application>/versions/<version>/metadata.json        features, window, params,
-                                                                       metrics, sha256 per artifact
-    <models_dir>/<application>/champion.json                           written atomically
+    <models_dir>/<application>/versions/<version>/metadata.json        features, window, params, metrics
 
-Never pickle. :func:`load` verifies every artifact's sha256 and the feature list against what the
-code builds today, and raises :class:`ModelError` with the fix on any mismatch.
+This module only writes and reads files. Which version serves, and the sha256 of every file of
+every version, live in the database (``artq.pipeline.champions``): the integrity anchor is
+outside the files it protects, so a changed file with a recomputed hash beside it is still
+refused. :func:`load` takes those expected hashes, confines every path to the version's own
+directory, checks the feature list against what the code builds today, and raises
+:class:`ModelError` with the fix on any mismatch.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +39,9 @@ from artq.forecasting.transforms import TargetTransform
 from artq.forecasting.tuning import Member
 
 FORMAT = 2
+METADATA = "metadata.json"
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
+_ARTIFACT_RE = re.compile(r"^h[1-9](_m[0-9]+)?\.ubj$")  # plain names only: nothing can point outside
 
 
 @dataclass
@@ -93,7 +98,7 @@ def _artifact(horizon: int, member: int) -> str:
     return f"h{horizon}.ubj" if member == 0 else f"h{horizon}_m{member + 1}.ubj"
 
 
-def _metadata(bundle: ModelBundle, version: str, created_at: str, sha: dict) -> dict:
+def _metadata(bundle: ModelBundle, version: str, created_at: str) -> dict:
     return {
         "format": FORMAT, "version": version, "created_at": created_at,
         "target": bundle.target, "exog": bundle.exog, "horizons": bundle.horizons,
@@ -108,12 +113,12 @@ def _metadata(bundle: ModelBundle, version: str, created_at: str, sha: dict) -> 
         "spike_threshold": bundle.spike_threshold_,
         "libraries": {"xgboost": xgb.__version__, "pandas": pd.__version__, "numpy": np.__version__,
                       "scikit-learn": sklearn.__version__, "python": platform.python_version()},
-        "sha256": sha,
     }
 
 
 def save(bundle: ModelBundle, models_dir: str | os.PathLike, application: str) -> VersionInfo:
-    """Write a new version (never overwrites one); does not change the champion."""
+    """Write a new version (never overwrites one). Returns the sha256 of every file written,
+    which the caller stores in the database; saving alone never makes a version serve."""
     if not bundle.boosters_:
         raise ModelError("`bundle` is not trained: call train_bundle() before saving it.")
     version, path = _new_version_dir(_app_dir(models_dir, application))
@@ -124,77 +129,69 @@ def save(bundle: ModelBundle, models_dir: str | os.PathLike, application: str) -
             booster.save_model(str(artifact))
             sha[artifact.name] = _sha256(artifact)
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
-    meta = _metadata(bundle, version, created_at, sha)
-    _write_atomic(path / "metadata.json", json.dumps(meta, indent=2, sort_keys=True))
+    meta = _metadata(bundle, version, created_at)
+    _write_atomic(path / METADATA, json.dumps(meta, indent=2, sort_keys=True))
+    sha[METADATA] = _sha256(path / METADATA)
     bundle.version = version
     return VersionInfo(version, str(path), bundle.metrics_, created_at, sha)
 
 
-def _read_meta(path: Path) -> dict:
-    try:
-        return json.loads((path / "metadata.json").read_text())
-    except FileNotFoundError:
-        raise ModelError(f"model version at {path} has no metadata.json; it is incomplete. Delete it or retrain.") from None
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path / 'metadata.json'} is not valid JSON ({exc.msg}); the version is corrupt. Retrain.") from None
+def version_dir(models_dir: str | os.PathLike, application: str, version: str) -> Path:
+    """The directory of ``version``, checked to be a plain version name under the application's folder."""
+    if not isinstance(version, str) or not _VERSION_RE.match(version):
+        raise ModelError(f"`version` must look like v0001. Got {version!r}.")
+    return _app_dir(models_dir, application) / "versions" / version
 
 
-def list_versions(models_dir: str | os.PathLike, application: str) -> list[VersionInfo]:
-    versions = _app_dir(models_dir, application) / "versions"
-    out = []
-    for p in sorted(versions.iterdir() if versions.is_dir() else [], key=lambda p: p.name):
-        if _VERSION_RE.match(p.name) and (p / "metadata.json").is_file():
-            m = _read_meta(p)
-            out.append(VersionInfo(p.name, str(p), m.get("metrics", {}), m.get("created_at", ""), m.get("sha256", {})))
-    return out
-
-
-def champion(models_dir: str | os.PathLike, application: str) -> str | None:
-    pointer = _app_dir(models_dir, application) / "champion.json"
-    if not pointer.is_file():
-        return None
-    try:
-        return json.loads(pointer.read_text())["version"]
-    except (json.JSONDecodeError, KeyError):
-        raise ModelError(f"{pointer} is corrupt; fix it with `promote` or `rollback` to a named version.") from None
-
-
-def promote(models_dir: str | os.PathLike, application: str, version: str, reason: str = "promoted by hand") -> None:
-    """Make ``version`` the champion (atomic pointer swap)."""
-    app_dir = _app_dir(models_dir, application)
-    if not (app_dir / "versions" / version / "metadata.json").is_file():
-        known = ", ".join(v.version for v in list_versions(models_dir, application)) or "none"
-        raise ModelError(f"unknown model version {version!r} for {application}; known versions: {known}.")
-    pointer = {"version": version, "previous": champion(models_dir, application), "reason": reason,
-               "promoted_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    _write_atomic(app_dir / "champion.json", json.dumps(pointer, indent=2))
-
-
-def rollback(models_dir: str | os.PathLike, application: str, version: str) -> None:
-    promote(models_dir, application, version, reason=f"rollback to {version}")
-
-
-def load(models_dir: str | os.PathLike, application: str, version: str | None = None) -> ModelBundle:
-    """Load a version (the champion when ``version`` is None), verifying checksums and features."""
-    app_dir = _app_dir(models_dir, application)
-    version = version or champion(models_dir, application)
-    if version is None:
-        raise ModelError(f"no champion model for {application} in {models_dir}; run `artq train` first.")
-    path = app_dir / "versions" / version
-    if not path.is_dir():
-        raise ModelError(f"unknown model version {version!r} for {application} in {models_dir}.")
-    meta = _read_meta(path)
-    if meta.get("format") != FORMAT:
-        raise ModelError(f"model version {version} has format {meta.get('format')!r}; this artq reads {FORMAT}. Retrain.")
-    for name, expected in meta["sha256"].items():
+def verify(path: Path, version: str, expected: Mapping[str, str] | None) -> None:
+    """Every file named in ``expected`` exists under ``path`` with that sha256 (one-line ModelError if not)."""
+    if not isinstance(expected, Mapping) or METADATA not in expected or not expected:
+        raise ModelError(
+            f"model version {version} has no recorded checksums in the database (registered before they were "
+            "kept there, or the row was altered). Retrain, or promote another version."
+        )
+    for name, digest in expected.items():
+        if not isinstance(name, str) or not (name == METADATA or _ARTIFACT_RE.match(name)) or not isinstance(digest, str):
+            raise ModelError(f"model version {version} has a malformed checksum entry {name!r}; refusing to load it.")
         artifact = path / name
         if not artifact.is_file():
             raise ModelError(f"model version {version} is missing {name}; the version is incomplete. Retrain or roll back.")
-        if _sha256(artifact) != expected:
+        if _sha256(artifact) != digest:
             raise ModelError(
                 f"checksum mismatch for {name} in model version {version}: the file changed after it was "
                 "saved. Do not use it: retrain, or roll back to another version."
             )
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads((path / METADATA).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"model version at {path} has no {METADATA}; it is incomplete. Delete it or retrain.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path / METADATA} is not valid JSON ({type(exc).__name__}); the version is corrupt. Retrain.") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path / METADATA} does not hold a mapping; the version is corrupt. Retrain.")
+    return meta
+
+
+def load(models_dir: str | os.PathLike, application: str, version: str, expected: Mapping[str, str] | None) -> ModelBundle:
+    """Load ``version``, refusing it unless every file matches ``expected`` (the sha256 map kept in
+    the database) and the features match what this artq builds."""
+    path = version_dir(models_dir, application, version)
+    if not path.is_dir():
+        raise ModelError(f"unknown model version {version!r} for {application} in {models_dir}.")
+    verify(path, version, expected)
+    meta = _read_meta(path)
+    if meta.get("format") != FORMAT:
+        raise ModelError(f"model version {version} has format {meta.get('format')!r}; this artq reads {FORMAT}. Retrain.")
+    try:
+        return _bundle_from(meta, path, version, set(expected or ()))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path / METADATA} is malformed ({type(exc).__name__}: {exc}); the version is corrupt. Retrain.") from None
+
+
+def _bundle_from(meta: dict, path: Path, version: str, verified: set[str]) -> ModelBundle:
     names = meta["feature_names"]
     expected_names = FeatureBuilder(meta["target"], meta["exog"]).feature_names
     if meta.get("features_version") != FEATURES_VERSION or names != expected_names:
@@ -210,6 +207,8 @@ def load(models_dir: str | os.PathLike, application: str, version: str | None = 
     for h in range(1, bundle.horizons + 1):
         members, boosters = [], []
         for spec in meta["members"][str(h)]:
+            if spec["file"] not in verified:  # only files whose hash the database vouches for
+                raise ModelError(f"model version {version} names a file {spec['file']!r} with no recorded checksum; refusing it.")
             booster = xgb.Booster()
             booster.load_model(str(path / spec["file"]))
             if list(booster.feature_names or []) != names:
@@ -227,26 +226,6 @@ def load(models_dir: str | os.PathLike, application: str, version: str | None = 
     return bundle
 
 
-def register(bundle: ModelBundle, models_dir: str | os.PathLike, application: str) -> tuple[VersionInfo, bool, str]:
-    """Save ``bundle`` and promote it only if it beats the champion and the seasonal-naive baseline.
-
-    Versions are compared on validation MASE (MAE over the training window's seasonal-naive-24
-    MAE), which is scale-free and so comparable across different training windows.
-    """
-    info = save(bundle, models_dir, application)
-    m = bundle.metrics_
-    mae, naive, mase = m["mean_mae"], m["seasonal_naive_24_mean_mae"], m["mean_mase"]
-    if not mae < naive:
-        return info, False, (f"kept, not promoted: validation MAE {mae:.4g} does not beat seasonal-naive-24 "
-                             f"MAE {naive:.4g} on the same hours.")
-    current = champion(models_dir, application)
-    if current is not None:
-        old = _read_meta(_app_dir(models_dir, application) / "versions" / current)["metrics"]
-        if not mase < old.get("mean_mase", float("inf")):
-            return info, False, (f"kept, not promoted: validation MASE {mase:.4g} does not beat champion "
-                                 f"{current}'s {old['mean_mase']:.4g}.")
-        reason = f"promoted: validation MASE {mase:.4g} beats champion {current}'s {old['mean_mase']:.4g}."
-    else:
-        reason = f"promoted: first version; validation MAE {mae:.4g} beats seasonal-naive-24 {naive:.4g}."
-    promote(models_dir, application, info.version, reason)
-    return info, True, reason
+def read_metadata(path: Path) -> dict:
+    """The metadata of the version at ``path`` (call :func:`verify` first to trust it)."""
+    return _read_meta(path)

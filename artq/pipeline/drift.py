@@ -5,16 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-
 from artq.errors import ModelError
+from artq.horizons import RECENT_HOURS
 from artq.pipeline.runtime import Runtime
 from artq.storage import repository as repo
 from artq.storage.db import upsert
-from artq.storage.models import Alert, DashboardForecastActual
+from artq.storage.models import Alert
 from artq.timeutil import as_utc, last_complete_hour, utcnow
-
-RECENT_HOURS = 48
 
 
 def drift_step(rt: Runtime, application: str, now: datetime | None = None) -> dict[str, Any]:
@@ -34,17 +31,12 @@ def drift_step(rt: Runtime, application: str, now: datetime | None = None) -> di
     since = t0 - timedelta(hours=RECENT_HOURS)
     with rt.db.session() as s:
         frame = repo.load_frame(s, application, t0 - timedelta(days=14), t0)
-        rows = s.execute(
-            select(DashboardForecastActual.horizon, DashboardForecastActual.actual, DashboardForecastActual.forecast).where(
-                DashboardForecastActual.application == application,
-                DashboardForecastActual.target_hour > since,
-                DashboardForecastActual.actual.is_not(None),
-            )
-        ).all()
+        # facts, not the dashboard's copy: stored forecasts against observed actuals
+        rows = repo.forecast_actual_pairs(s, [application], since, t0)
     # no recent data at all is itself a finding (staleness), not a crash
     frame = frame.reindex(columns=sorted(set(frame.columns) | {bundle.target, *bundle.exog}))
     errors: dict[int, list[float]] = {}
-    for h, actual, forecast in rows:
+    for _app, h, _version, _hour, actual, forecast in rows:
         errors.setdefault(int(h), []).append(actual - forecast)
     report = check_drift(bundle, frame, now=t0, errors=errors or None, recent_hours=RECENT_HOURS)
     if report.drifted:

@@ -15,8 +15,9 @@ Run periodically (beat's ``artq.ops.reconcile``, or ``artq reconcile``). Three c
    the application's last run, at most ``catch_up_max_hours`` back) are forecast too. Fetch
    closes the data gap on its own: it always pulls from the stored watermark.
 
-Starting a cycle is the caller's business (``restart``: the Celery canvas, or an in-process run),
-so this module never imports Celery.
+Starting cycles is the caller's business (``restart(applications, origin, trigger)``: the
+Celery canvas, or the in-process runner), so this module never imports Celery. Re-runs of one
+origin go out as one batch, through the same cycle as every other trigger.
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ from typing import Any
 
 from sqlalchemy import select
 
+from artq.horizons import HORIZONS, RECENT_HOURS
+from artq.pipeline.cycle import refresh_step
+from artq.pipeline.runs import DONE, RunStatus
 from artq.pipeline.runtime import Runtime, retry_safe
-from artq.pipeline.steps import HORIZONS, refresh_step
 from artq.storage import repository as repo
 from artq.storage.models import Alert, PipelineRun
 from artq.timeutil import HOUR, as_utc, last_complete_hour, utcnow
 
-DONE = ("succeeded", "partial")
-Restart = Callable[[str, datetime, str], Any]
+Restart = Callable[[list[str], datetime, str], Any]
 
 
 def freshness_key(application: str, origin: datetime) -> str:
@@ -45,14 +47,15 @@ def freshness_key(application: str, origin: datetime) -> str:
 def complete_run(rt: Runtime, application: str, origin: datetime, reason: str) -> dict[str, Any]:
     """Close a run from what the database holds: refresh with the stored forecasts, name the missing ones."""
     with rt.db.session() as s:
-        stored = repo.forecasts_for(s, application, origin)
-    have = {f.horizon for f in stored}
-    results = [{"application": application, "origin": as_utc(origin).isoformat(), "horizon": f.horizon, "ok": True,
-                "model_version": f.model_version} for f in stored]
-    results += [{"horizon": h, "ok": False, "error": reason} for h in HORIZONS if h not in have]
-    out = refresh_step(rt, results, application, origin)
+        stored = {f.horizon: f for f in repo.forecasts_for(s, application, origin)}
+    iso = as_utc(origin).isoformat()
+    results = [{"origin": iso, "horizon": h, "ok": [application], "versions": {application: stored[h].model_version}}
+               if h in stored else {"origin": iso, "horizon": h, "ok": [], "error": reason} for h in HORIZONS]
+    out = refresh_step(rt, results, [application], as_utc(origin))
     with rt.db.session() as s:
-        repo.update_run(s, application, origin, details={"reconciled": {"at": utcnow().isoformat(), "reason": reason}})
+        from artq.pipeline.runs import update_runs
+
+        update_runs(s, as_utc(origin), {application: {"details": {"reconciled": {"at": utcnow().isoformat(), "reason": reason}}}})
     return out
 
 
@@ -62,7 +65,7 @@ def stuck_runs(rt: Runtime, now: datetime | None = None) -> list[tuple[str, date
     now = now or utcnow()
     deadline = now - timedelta(seconds=rt.settings.operations.stuck_after_s)
     with rt.db.session() as s:
-        runs = list(s.scalars(select(PipelineRun).where(PipelineRun.status == "running", PipelineRun.started_at < deadline)))
+        runs = list(s.scalars(select(PipelineRun).where(PipelineRun.status == RunStatus.RUNNING, PipelineRun.started_at < deadline)))
         return [(r.application, as_utc(r.origin), r.attempts or 1, len(repo.forecasts_for(s, r.application, r.origin)))
                 for r in runs]
 
@@ -79,7 +82,7 @@ def check_freshness(rt: Runtime, now: datetime | None = None) -> dict[str, list[
     with rt.db.session() as s:
         latest_done = dict(s.execute(
             select(PipelineRun.application, PipelineRun.origin).where(PipelineRun.status.in_(DONE),
-                                                                      PipelineRun.origin >= origin - 48 * HOUR)
+                                                                      PipelineRun.origin >= origin - RECENT_HOURS * HOUR)
             .order_by(PipelineRun.origin)
         ).all())
         latest_done = {a: as_utc(o) for a, o in latest_done.items()}
@@ -144,10 +147,11 @@ def cycles_due(rt: Runtime, now: datetime | None = None) -> list[tuple[str, date
 
 
 def reconcile(rt: Runtime, restart: Restart | None = None, now: datetime | None = None) -> dict[str, Any]:
-    """One pass of the three checks; ``restart(application, origin, trigger)`` starts a cycle."""
+    """One pass of the three checks; ``restart(applications, origin, trigger)`` starts their cycle."""
     now = now or utcnow()
     ops = rt.settings.operations
     report: dict[str, Any] = {"completed": [], "restarted": [], "gave_up": [], "started": [], "errors": []}
+    rerun: dict[datetime, list[str]] = {}
     for application, origin, attempts, stored in stuck_runs(rt, now):
         label = f"{application}@{origin:%Y-%m-%dT%H:00Z}"
         try:
@@ -155,20 +159,30 @@ def reconcile(rt: Runtime, restart: Restart | None = None, now: datetime | None 
                 complete_run(rt, application, origin, reason="completed by the reconciler")
                 report["completed"].append(label)
             elif restart is not None and attempts < ops.max_attempts:
-                restart(application, origin, "reconciler")
-                report["restarted"].append(label)
+                rerun.setdefault(origin, []).append(application)
             else:
                 complete_run(rt, application, origin,
                              reason=f"no forecast after {attempts} attempts; the reconciler closed the run")
                 report["gave_up"].append(label)
         except Exception as exc:  # noqa: BLE001 - one bad run must not stop the others
             report["errors"].append(f"{label}: {type(exc).__name__}: {exc}"[:300])
+    _start(restart, rerun, "reconciler", report["restarted"], report["errors"])
     report["freshness"] = check_freshness(rt, now)
     if restart is not None:
+        due: dict[datetime, list[str]] = {}
         for application, origin in cycles_due(rt, now):
-            try:
-                restart(application, origin, "catch-up")
-                report["started"].append(f"{application}@{origin:%Y-%m-%dT%H:00Z}")
-            except Exception as exc:  # noqa: BLE001 - e.g. in flight already
-                report["errors"].append(f"{application}@{origin:%Y-%m-%dT%H:00Z}: {type(exc).__name__}: {exc}"[:300])
+            due.setdefault(origin, []).append(application)
+        _start(restart, due, "catch-up", report["started"], report["errors"])
     return report
+
+
+def _start(restart: Restart | None, by_origin: dict[datetime, list[str]], trigger: str, started: list[str],
+           errors: list[str]) -> None:
+    """One restart per origin, oldest first (the cycle cuts it into batches)."""
+    for origin in sorted(by_origin):
+        labels = [f"{a}@{origin:%Y-%m-%dT%H:00Z}" for a in by_origin[origin]]
+        try:
+            restart(by_origin[origin], origin, trigger)
+            started.extend(labels)
+        except Exception as exc:  # noqa: BLE001 - e.g. in flight already; the next pass looks again
+            errors.append(f"{', '.join(labels[:5])}: {type(exc).__name__}: {exc}"[:300])

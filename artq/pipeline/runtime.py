@@ -1,8 +1,10 @@
 """What a step needs at run time: settings, the database, the metric source, loaded models.
 
-One Runtime per process. The source is the configured controller or, in the embedded default,
-the built-in simulator started on loopback for the life of the process (the simulated world is
-deterministic, so every process sees the same data).
+One Runtime per process (a Celery app holds one for its worker processes; the CLI makes its
+own). The source is the configured controller; the built-in simulator serves only when asked
+for (``source.simulate``), started on loopback for the life of the process (its world is
+deterministic, so every process sees the same data). With neither, the first use of the source
+fails in one line naming the setting.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class Runtime:
     def source_url(self) -> str:
         if self.settings.source.url:
             return self.settings.source.url.rstrip("/")
+        self.settings.require_source()
         with self._lock:
             if self._simulator is None:
                 from artq.sources.simulator import SimulatorConfig, start_simulator
@@ -110,26 +113,35 @@ class Runtime:
             self._client = AppDynamicsClient.from_settings(self.settings.source, base_url=self.source_url)
         return self._client
 
-    def champion(self, application: str) -> tuple[Any, str]:
-        """The champion model bundle of ``application`` and its version (cached per version)."""
-        from artq.forecasting import registry
+    def champions(self, applications: list[str]) -> dict[str, str]:
+        """``{application: champion version}`` for those that have one (one query)."""
+        from artq.pipeline.champions import champions
 
-        version = registry.champion(self.settings.models_dir, application)
-        if version is None:
-            raise ModelError(
-                f"no trained model for application {application!r} in {self.settings.models_dir}. "
-                f"Run `artq train --app {application}` first."
-            )
+        with self.db.session() as s:
+            return champions(s, list(applications))
+
+    def bundle(self, application: str, version: str) -> Any:
+        """The model bundle of (application, version), checked against its recorded hashes, cached."""
         key = (application, version)
         if key not in self._models:
-            bundle = registry.load(self.settings.models_dir, application, version)
+            from artq.pipeline.champions import load_version
+
+            with self.db.session() as s:
+                bundle = load_version(s, self.settings.models_dir, application, version)
             # One worker process per core: XGBoost's own thread pool only adds overhead to the
             # one-row predictions of a cycle (measured: 12-35 ms per call with threads, 0.4 ms without).
             for boosters in bundle.boosters_.values():
                 for booster in boosters:
                     booster.set_param({"nthread": 1})
             self._models[key] = bundle
-        return self._models[key], version
+        return self._models[key]
+
+    def champion(self, application: str) -> tuple[Any, str]:
+        """The champion model bundle of ``application`` and its version."""
+        version = self.champions([application]).get(application)
+        if version is None:
+            raise ModelError(f"no trained model for application {application!r}. Run `artq train --app {application}` first.")
+        return self.bundle(application, version), version
 
     def forget_models(self) -> None:
         self._models.clear()

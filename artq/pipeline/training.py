@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
+import pandas as pd
+
 from artq.catalog import TARGET_METRIC, server_slug
 from artq.errors import NotEnoughData
+from artq.pipeline import champions
 from artq.pipeline.runtime import Runtime
 from artq.storage import repository as repo
-from artq.timeutil import as_utc, last_complete_hour
+from artq.timeutil import last_complete_hour
 
 
-def train_step(rt: Runtime, application: str, *, tune: bool | None = None, until: datetime | None = None, progress=None) -> dict[str, Any]:
-    """Train on the last ``training_days`` before ``until`` (default: now) and register a version."""
-    from artq.forecasting import registry, train_bundle
+def train_step(rt: Runtime, application: str, *, tune: bool | None = None, until: datetime | None = None,
+               progress=None) -> dict[str, Any]:
+    """Train on the last ``training_days`` before ``until`` (default: now) and register a version.
+
+    A retrain on exactly the inputs of the latest version (same hours, same values, same
+    settings) registers nothing and says so: XGBoost is seeded, so it would only repeat itself.
+    """
+    from artq.forecasting import train_bundle
+    from artq.forecasting.features import FEATURES_VERSION
 
     app = rt.settings.application(application)
     fs = rt.settings.forecast
@@ -30,33 +42,31 @@ def train_step(rt: Runtime, application: str, *, tune: bool | None = None, until
             f"Run `artq backfill --app {application} --days {max(fs.min_training_hours // 24 + 1, 14)}` first."
         )
     frame = frame.loc[frame[TARGET_METRIC].first_valid_index():]
-    bundle = train_bundle(frame, target=TARGET_METRIC, settings=fs, tune=bool(fs.tune_trials) if tune is None else tune,
-                          progress=progress, tier_names={server_slug(t): t for t in app.tiers})
-    info, promoted, reason = registry.register(bundle, rt.settings.models_dir, application)
+    tune = bool(fs.tune_trials) if tune is None else tune
+    tiers = {server_slug(t): t for t in app.tiers}
+    fingerprint = training_fingerprint(frame, {"forecast": asdict(fs), "tune": tune, "tiers": tiers,
+                                               "features": FEATURES_VERSION})
     with rt.db.session() as s:
-        repo.record_model_version(
-            s,
-            dict(
-                application=application, version=info.version, status="champion" if promoted else "challenger",
-                path=str(info.path), created_at=_aware(info.created_at), training_start=frame.index[0].to_pydatetime(),
-                training_end=frame.index[-1].to_pydatetime(), metrics=_jsonable(info.metrics), reason=reason,
-            ),
-        )
-        if promoted:
-            repo.set_champion(s, application, info.version)
+        same = champions.unchanged_since(s, application, fingerprint)
+        if same is not None:
+            current = champions.champion(s, application)
+            return {"application": application, "version": same.version, "promoted": False, "registered": False,
+                    "reason": (f"unchanged: {same.version} was trained on the same hours, values and settings; nothing "
+                               f"registered (champion: {current or 'none'})."), "metrics": same.metrics or {}}
+    bundle = train_bundle(frame, target=TARGET_METRIC, settings=fs, tune=tune, progress=progress, tier_names=tiers)
+    with rt.db.session() as s:
+        reg = champions.register(s, bundle, rt.settings.models_dir, application, fingerprint=fingerprint,
+                                 training_start=frame.index[0].to_pydatetime(), training_end=frame.index[-1].to_pydatetime())
     rt.forget_models()
-    return {"application": application, "version": info.version, "promoted": promoted, "reason": reason, "metrics": _jsonable(info.metrics)}
+    return {"application": application, "version": reg.version, "promoted": reg.promoted, "registered": True,
+            "reason": reg.reason, "metrics": reg.metrics}
 
 
-def _aware(value: datetime | str) -> datetime:
-    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item"):
-        return obj.item()
-    return obj
+def training_fingerprint(frame: pd.DataFrame, settings: dict) -> str:
+    """sha256 over the training frame (index, columns, values) and the settings that shape the model."""
+    h = hashlib.sha256()
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    h.update(json.dumps([str(c) for c in frame.columns]).encode())
+    h.update(frame.index.asi8.tobytes())
+    h.update(frame.to_numpy(dtype=float).tobytes())
+    return h.hexdigest()

@@ -11,11 +11,10 @@ import pandas as pd
 from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from artq.catalog import series_name
+from artq.catalog import MAIN, TARGET_METRIC, series_name
 from artq.storage.db import upsert
 from artq.storage.models import (
     Forecast,
-    ModelVersion,
     Observation,
     PipelineRun,
     SourceGap,
@@ -115,10 +114,6 @@ def load_frame(session: Session, application: str, start: datetime, end: datetim
     return wide.sort_index(axis=1)
 
 
-def observation_count(session: Session, application: str) -> int:
-    return session.scalar(select(func.count()).select_from(Observation).where(Observation.application == application)) or 0
-
-
 # -- forecasts ------------------------------------------------------------------------------
 
 
@@ -141,6 +136,28 @@ def forecasts_for(session: Session, application: str, origin: datetime) -> list[
     )
 
 
+def forecast_actual_pairs(session: Session, applications: Sequence[str], since: datetime, until: datetime,
+                          horizon: int | None = None) -> list[tuple]:
+    """Stored forecasts whose target hour is in ``(since, until]`` and has an observed actual.
+
+    Rows ``(application, horizon, model_version, target_hour, actual, forecast)`` ordered by
+    application and target hour: the facts that interval recalibration and drift checks read.
+    """
+    if not applications:
+        return []
+    ft, ot = Forecast.__table__, Observation.__table__
+    f, o = ft.c, ot.c
+    q = (select(f.application, f.horizon, f.model_version, f.target_hour, o.value, f.value)
+         .select_from(ft)
+         .join(ot, (o.application == f.application) & (o.hour == f.target_hour)
+               & (o.server == MAIN) & (o.metric == TARGET_METRIC))
+         .where(f.application.in_(list(applications)), f.target_hour > since, f.target_hour <= until)
+         .order_by(f.application, f.target_hour))
+    if horizon is not None:
+        q = q.where(f.horizon == horizon)
+    return [(a, h, v, as_utc(t), actual, forecast) for a, h, v, t, actual, forecast in session.execute(q).all()]
+
+
 def actuals(session: Session, application: str, hours: Sequence[datetime], metric: str = "art", server: str = "main") -> dict[datetime, float]:
     if not hours:
         return {}
@@ -159,34 +176,8 @@ def actuals(session: Session, application: str, hours: Sequence[datetime], metri
 # -- runs -----------------------------------------------------------------------------------
 
 
-def start_run(session: Session, application: str, origin: datetime, trigger: str) -> PipelineRun:
-    """Create the run row for (application, origin), or reopen it for a re-run (attempts + 1)."""
-    run = session.scalar(select(PipelineRun).where(PipelineRun.application == application, PipelineRun.origin == origin))
-    now = utcnow()
-    if run is None:
-        run = PipelineRun(application=application, origin=origin, status="running", trigger=trigger, attempts=1, started_at=now, task_ids={}, details={})
-        session.add(run)
-    else:
-        run.status, run.trigger, run.started_at, run.finished_at, run.error = "running", trigger, now, None, None
-        run.attempts = (run.attempts or 0) + 1
-    session.flush()
-    return run
-
-
 def get_run(session: Session, application: str, origin: datetime) -> PipelineRun | None:
     return session.scalar(select(PipelineRun).where(PipelineRun.application == application, PipelineRun.origin == origin))
-
-
-def update_run(session: Session, application: str, origin: datetime, **fields: Any) -> PipelineRun | None:
-    """Set fields on a run; dict fields (``task_ids``, ``details``) are merged, not replaced."""
-    run = get_run(session, application, origin)
-    if run is None:
-        return None
-    for key, value in fields.items():
-        if key in ("task_ids", "details") and isinstance(value, dict):
-            value = {**(getattr(run, key) or {}), **value}
-        setattr(run, key, value)
-    return run
 
 
 def recent_runs(session: Session, application: str | None = None, limit: int = 20) -> list[PipelineRun]:
@@ -194,24 +185,3 @@ def recent_runs(session: Session, application: str | None = None, limit: int = 2
     if application:
         q = q.where(PipelineRun.application == application)
     return list(session.scalars(q))
-
-
-# -- model versions -------------------------------------------------------------------------
-
-
-def record_model_version(session: Session, row: dict[str, Any]) -> None:
-    upsert(session, ModelVersion.__table__, [row], keys=("application", "version"))
-
-
-def set_champion(session: Session, application: str, version: str) -> None:
-    """Mark ``version`` champion and every other champion of the application retired."""
-    for mv in session.scalars(select(ModelVersion).where(ModelVersion.application == application)):
-        if mv.version == version:
-            mv.status = "champion"
-        elif mv.status == "champion":
-            mv.status = "retired"
-
-
-def model_versions(session: Session, application: str) -> list[ModelVersion]:
-    return list(session.scalars(select(ModelVersion).where(ModelVersion.application == application).order_by(ModelVersion.created_at)))
-

@@ -1,4 +1,4 @@
-"""Model versions through the CLI: promote and roll back keep registry and database in step."""
+"""Model versions through the CLI: list, promote, roll back, identical retrains, corrupt files."""
 
 from __future__ import annotations
 
@@ -8,45 +8,77 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from artq.cli import app
-from artq.forecasting import registry
-from artq.pipeline import Runtime, train_step
+from artq.pipeline import Runtime, champions, train_step
 from artq.pipeline.drift import drift_step
 from artq.storage import open_database
-from artq.storage.models import Alert, ModelVersion
+from artq.storage.models import Alert
 from tests.conftest import write_config
 
 runner = CliRunner()
 
 
-def test_rollback_to_a_named_version_updates_registry_and_database(tmp_path, trained_sqlite):
+def _champion(settings) -> str | None:
+    db = open_database(settings.database_url)
+    try:
+        with db.session() as s:
+            return champions.champion(s, "ABP")
+    finally:
+        db.dispose()
+
+
+def test_rollback_to_a_named_version_moves_the_one_champion_pointer(tmp_path, trained_sqlite):
     settings, t0, first = trained_sqlite
     rt = Runtime(settings)
-    second = train_step(rt, "ABP", until=t0)
+    second = train_step(rt, "ABP", until=t0 - timedelta(hours=1))  # another window: a new version
     rt.close()
-    registry.promote(settings.models_dir, "ABP", second["version"])  # as if the second had won
+    assert second["registered"] and second["version"] != first["version"]
     config = write_config(tmp_path / "artq.yml", settings)
+    assert runner.invoke(app, ["models", "promote", second["version"], "--config", config]).exit_code == 0
+    assert _champion(settings) == second["version"]
 
     result = runner.invoke(app, ["models", "rollback", first["version"], "--app", "ABP", "--config", config])
     assert result.exit_code == 0, result.output
-    assert registry.champion(settings.models_dir, "ABP") == first["version"]
-    db = open_database(settings.database_url)
-    with db.session() as s:
-        status = {m.version: m.status for m in s.scalars(select(ModelVersion))}
-    db.dispose()
-    assert status[first["version"]] == "champion"
-    assert list(status.values()).count("champion") == 1
+    assert _champion(settings) == first["version"]
 
     listed = runner.invoke(app, ["models", "list", "--app", "ABP", "--config", config], terminal_width=200)
-    assert first["version"] in listed.output and second["version"] in listed.output
+    assert f"{first['version']} *" in listed.output and second["version"] in listed.output
+    assert "promoted:" in listed.output  # why each version was or was not promoted
 
 
-def test_unknown_version_is_refused_and_the_champion_kept(tmp_path, trained_sqlite):
+def test_unknown_version_is_refused_in_one_line_and_the_champion_kept(tmp_path, trained_sqlite):
     settings, _, first = trained_sqlite
     config = write_config(tmp_path / "artq.yml", settings)
     result = runner.invoke(app, ["models", "rollback", "v9999", "--config", config])
     assert result.exit_code != 0
-    assert "unknown model version 'v9999'" in str(result.exception)
-    assert registry.champion(settings.models_dir, "ABP") == first["version"]
+    assert "model version v9999 of ABP is not registered" in result.output + str(result.exception)
+    assert _champion(settings) == first["version"]
+
+
+def test_an_identical_retrain_registers_nothing_and_says_why(trained_sqlite):
+    settings, t0, first = trained_sqlite
+    rt = Runtime(settings)
+    try:
+        again = train_step(rt, "ABP", until=t0)
+    finally:
+        rt.close()
+    assert (again["registered"], again["promoted"], again["version"]) == (False, False, first["version"])
+    assert again["reason"].startswith(f"unchanged: {first['version']} was trained on the same hours")
+    db = open_database(settings.database_url)
+    with db.session() as s:
+        assert [v.version for v in champions.versions(s, "ABP")] == [first["version"]]
+    db.dispose()
+
+
+def test_models_list_survives_corrupt_files_and_marks_them(tmp_path, trained_sqlite):
+    from pathlib import Path
+
+    settings, _, first = trained_sqlite
+    version_dir = Path(settings.models_dir) / "ABP" / "versions" / first["version"]
+    (version_dir / "metadata.json").write_text("{not json")
+    config = write_config(tmp_path / "artq.yml", settings)
+    listed = runner.invoke(app, ["models", "list", "--config", config], terminal_width=250)
+    assert listed.exit_code == 0, listed.output
+    assert "CORRUPT:" in listed.output and "checksum" in listed.output
 
 
 def test_stale_model_is_reported_as_drift_with_one_alert(trained_sqlite):

@@ -1,4 +1,4 @@
-"""The whole hourly cycle in-process (eager canvas), against the simulator over real HTTP."""
+"""The whole hourly cycle in-process (the same steps as the canvas), against the simulator over real HTTP."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import func, select
 
 from artq.errors import AuthFailed
-from artq.pipeline import Runtime, fetch_step
-from artq.pipeline.steps import begin_run
+from artq.pipeline import Runtime
+from artq.pipeline.cycle import fetch_step
+from artq.pipeline.runs import open_runs
 from artq.storage import migrate, open_database
 from artq.storage.models import (
     DashboardLatestForecast,
@@ -51,10 +52,10 @@ def test_fetch_with_a_wrong_secret_fails_clearly_and_stores_nothing(tmp_path, si
     from artq.timeutil import last_complete_hour
 
     t0 = last_complete_hour()
-    begin_run(rt, "ABP", t0, "test")
-    with pytest.raises(AuthFailed):
-        fetch_step(rt, "ABP", t0)
+    open_runs(rt, ["ABP"], t0, "test")
+    payload = fetch_step(rt, ["ABP"], t0)
     rt.close()
+    assert payload["applications"] == [] and payload["failed"]["ABP"].startswith(f"fetch: {AuthFailed.__name__}: ")
     db = open_database(settings.database_url)
     assert _count(db, Observation) == 0
     with db.session() as s:
@@ -73,5 +74,37 @@ def test_predict_without_a_model_is_recorded_per_horizon(tmp_path, simulator):
 
     out = run_cycle(Runtime(settings), "ABP", last_complete_hour())
     assert out["status"] == "failed"
-    assert set(out["failed"]) == {"1", "2", "3", "4", "5", "6"}
-    assert "Run `artq train --app ABP` first." in out["failed"]["1"]
+    assert out["error"] == "predict: no trained model for application 'ABP'. Run `artq train --app ABP` first."
+
+
+def test_no_controller_configured_fails_in_one_line_naming_the_setting(tmp_path):
+    from artq.errors import ConfigError
+    from workers.canvas import run_cycle
+
+    settings = make_settings(tmp_path)
+    settings.celery.broker_url = "redis://127.0.0.1:6379/15"  # a fleet's settings with the controller forgotten
+    migrate(settings.database_url)
+    with pytest.raises(ConfigError) as exc:
+        run_cycle(Runtime(settings), "ABP", use_broker=True)
+    assert str(exc.value).startswith("no controller configured: set `source.url` (or ARTQ_SOURCE_URL)")
+    assert "\n" not in str(exc.value)
+    assert _count(open_database(settings.database_url), PipelineRun) == 0  # refused before any work
+
+
+def test_a_source_outage_closes_the_in_process_run_as_failed(trained_sqlite):
+    """The controller stays away past the retry policy: the run is closed with the reason, no traceback."""
+    from artq.pipeline.cycle import run_in_process
+    from artq.sources.simulator import Faults
+
+    settings, t0, _ = trained_sqlite
+    settings.source.url, settings.source.retries = "http://127.0.0.1:9", 0  # nothing listens there: refused
+    rt = Runtime(settings)
+    try:
+        with rt.db.session() as s:  # forget the origin hour, so the fetch must ask the controller
+            s.execute(Observation.__table__.delete().where(Observation.hour == t0))
+        sleeps = []
+        out = run_in_process(rt, ["ABP"], t0, "test", sleep=sleeps.append)["ABP"]
+    finally:
+        rt.close()
+    assert out["status"] == "failed" and out["error"].startswith("fetch: SourceUnavailable: ")
+    assert len(sleeps) == 6  # the source-outage policy's retries, each after a backoff

@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from artq.errors import InvalidResponse, SourceUnavailable
-from artq.pipeline import Runtime, fetch_step
+from artq.pipeline import Runtime
+from artq.pipeline.cycle import fetch_step
 from artq.pipeline.ingest import backfill
+from artq.pipeline.runs import fail_runs, open_runs
 from artq.pipeline.runtime import is_transient
-from artq.pipeline.steps import begin_run, record_failure
 from artq.sources.simulator import Faults
 from artq.storage import migrate
 from artq.storage.models import Observation, PipelineRun, SourceGap
@@ -44,6 +45,13 @@ def _run(rt, t0) -> PipelineRun:
         return s.scalar(select(PipelineRun).where(PipelineRun.origin == t0))
 
 
+def _fetch(rt, t0) -> dict:
+    """The fetch step of a batch of one; what it ingested, from the run's details."""
+    open_runs(rt, ["ABP"], t0, "test")
+    payload = fetch_step(rt, ["ABP"], t0)
+    return {**_run(rt, t0).details.get("fetch", {}), "payload": payload}
+
+
 @pytest.mark.parametrize(
     ("faults", "error", "reason"),
     [
@@ -58,20 +66,23 @@ def _run(rt, t0) -> PipelineRun:
 def test_failed_fetch_is_recorded_keeps_data_and_next_cycle_catches_up(behind, faults, error, reason):
     rt, sim, t0 = behind
     before = _snapshot(rt)
-    begin_run(rt, "ABP", t0, "test")
+    open_runs(rt, ["ABP"], t0, "test")
     sim.set_faults(faults)
-    with pytest.raises(error) as raised:
-        fetch_step(rt, "ABP", t0)
-    if is_transient(raised.value):  # left open for the task's retries; closed once they give up
-        assert _run(rt, t0).status == "running"
-        record_failure(rt, "ABP", t0, "fetch", raised.value)
+    if error is SourceUnavailable:  # transient: the whole step raises, for the retry policy
+        with pytest.raises(error) as raised:
+            fetch_step(rt, ["ABP"], t0)
+        assert is_transient(raised.value)
+        assert _run(rt, t0).status == "running"  # left open for the retries; closed once they give up
+        fail_runs(rt, ["ABP"], t0, f"fetch: {raised.value}", raised.value)
+    else:  # not curable by a retry: recorded for this application, the step carries on
+        payload = fetch_step(rt, ["ABP"], t0)
+        assert payload["applications"] == [] and payload["failed"]["ABP"].startswith("fetch: " + error.__name__)
     run = _run(rt, t0)
     assert run.status == "failed" and run.error.startswith("fetch: ") and reason in run.error
     assert _snapshot(rt) == before  # nothing partial, nothing lost
 
     sim.set_faults(Faults())
-    begin_run(rt, "ABP", t0, "test")
-    out = fetch_step(rt, "ABP", t0)
+    out = _fetch(rt, t0)
     assert out["stored"] > 0
     with rt.db.session() as s:
         from artq.storage import repository as repo
@@ -83,8 +94,7 @@ def test_failed_fetch_is_recorded_keeps_data_and_next_cycle_catches_up(behind, f
 def test_missing_hours_are_reported_then_filled_when_they_arrive_late(behind):
     rt, sim, t0 = behind
     sim.set_faults(Faults(missing_hours=((t0 - 2 * H, t0 - H),)))
-    begin_run(rt, "ABP", t0, "test")
-    out = fetch_step(rt, "ABP", t0)
+    out = _fetch(rt, t0)
     assert out["missing"] >= 48  # every series of the missing hour
     with rt.db.session() as s:
         gaps = {g.hour for g in s.scalars(select(SourceGap))}
@@ -92,8 +102,7 @@ def test_missing_hours_are_reported_then_filled_when_they_arrive_late(behind):
     assert _run(rt, t0).details["fetch"]["missing"] == out["missing"]
 
     sim.set_faults(Faults())  # the hour arrives late: the next cycle asks for it again
-    begin_run(rt, "ABP", t0 + H, "test")
-    fetch_step(rt, "ABP", t0 + H if t0 + H <= last_complete_hour() else t0)
+    _fetch(rt, t0 + H if t0 + H <= last_complete_hour() else t0)
     with rt.db.session() as s:
         assert s.scalar(select(SourceGap).where(SourceGap.hour == t0 - 2 * H)) is None
         assert s.scalar(select(Observation).where(Observation.hour == t0 - 2 * H, Observation.server == "main",
@@ -104,8 +113,7 @@ def test_a_disappearing_metric_leaves_a_gap_not_a_failure(behind):
     rt, sim, t0 = behind
     path = "Overall Application Performance|ABPServer3|Calls per Minute"
     sim.set_faults(Faults(missing_paths=frozenset({path})))
-    begin_run(rt, "ABP", t0, "test")
-    out = fetch_step(rt, "ABP", t0)
+    out = _fetch(rt, t0)
     assert out["missing"] == 4  # the four hours fetched (t0-3h..t0), for that one series
     with rt.db.session() as s:
         gaps = list(s.scalars(select(SourceGap)))

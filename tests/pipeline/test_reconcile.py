@@ -14,6 +14,7 @@ from artq.pipeline.reconcile import (
     freshness_key,
     reconcile,
 )
+from artq.pipeline.runs import open_runs
 from artq.storage import repository as repo
 from artq.storage.models import Alert, PipelineRun
 from artq.timeutil import HOUR
@@ -30,8 +31,9 @@ def rt(sqlite_settings):
 
 
 def add_run(rt, origin, status="running", started=None, attempts=1, horizons=()):
+    open_runs(rt, ["ABP"], origin, "test")
     with rt.db.session() as s:
-        run = repo.start_run(s, "ABP", origin, "test")
+        run = repo.get_run(s, "ABP", origin)
         run.status, run.attempts = status, attempts
         run.started_at = started or NOW - timedelta(hours=1)
         for h in horizons:
@@ -64,7 +66,7 @@ def test_a_stuck_run_missing_forecasts_is_rerun_then_closed_after_max_attempts(r
     add_run(rt, LATEST, horizons=(1, 2))
     restarts = []
     report = reconcile(rt, restart=lambda *a: restarts.append(a), now=NOW)
-    assert restarts == [("ABP", LATEST, "reconciler")] and report["restarted"] == ["ABP@2026-11-26T08:00Z"]
+    assert restarts == [(["ABP"], LATEST, "reconciler")] and report["restarted"] == ["ABP@2026-11-26T08:00Z"]
     assert get_run(rt, LATEST).status == "running"
 
     with rt.db.session() as s:
@@ -114,5 +116,6 @@ def test_catch_up_also_forecasts_the_origins_missed_while_beat_was_down(rt):
     assert due == [("ABP", LATEST)] + [("ABP", LATEST - k * HOUR) for k in (4, 3, 2, 1)]
     started = []
     report = reconcile(rt, restart=lambda *a: started.append(a), now=NOW)
-    assert [o for _, o, _ in started] == [o for _, o in due] and {t for *_, t in started} == {"catch-up"}
+    assert [o for _, o, _ in started] == sorted(o for _, o in due)  # one batch per origin, oldest first
+    assert {t for *_, t in started} == {"catch-up"} and all(apps == ["ABP"] for apps, *_ in started)
     assert len(report["started"]) == 5

@@ -78,20 +78,6 @@ def test_forecast_rows_are_unique_per_application_origin_horizon(any_db_url):
     assert [(r.value, r.drivers) for r in rows] == [(3.0, [["ABPServer3 load", 4.0]])]
 
 
-def test_reopened_run_counts_attempts_and_merges_task_ids(any_db_url):
-    db = open_database(any_db_url)
-    with db.session() as s:
-        repo.start_run(s, "ABP", T0, "beat")
-        repo.update_run(s, "ABP", T0, task_ids={"fetch": "a"})
-    with db.session() as s:
-        repo.start_run(s, "ABP", T0, "cli")
-        repo.update_run(s, "ABP", T0, task_ids={"refresh": "b"}, status="succeeded")
-    with db.session() as s:
-        run = repo.get_run(s, "ABP", T0)
-        assert (run.attempts, run.trigger, run.status, run.task_ids) == (2, "cli", "succeeded", {"fetch": "a", "refresh": "b"})
-    db.dispose()
-
-
 def test_naive_datetimes_are_refused_at_the_storage_boundary(any_db_url):
     db = open_database(any_db_url)
     with pytest.raises(Exception, match="naive datetime"), db.session() as s:
