@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import threading
 from datetime import timedelta
@@ -63,6 +64,7 @@ def filled_settings(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("dash")
     settings = make_settings(tmp, apps=APPS)
+    settings.source.simulate = True  # the built-in simulator on loopback, asked for explicitly
     settings.forecast.training_days = 21
     settings.alerts.band, settings.alerts.band_window = "p90", "7d"
     migrate(settings.database_url)
@@ -76,8 +78,11 @@ def filled_settings(tmp_path_factory):
             for app in APPS:
                 out = run_cycle(rt, app, t0 - timedelta(hours=k))
                 assert out["status"] == "succeeded", out
+        for k in (1, 2):  # recovery re-runs of older hours after the current one: the page must still show t0
+            assert run_cycle(rt, "ABP", t0 - timedelta(hours=k))["status"] == "succeeded"
     finally:
         rt.close()
+    settings.t0 = t0
     return settings
 
 
@@ -121,16 +126,31 @@ def _chart_drawn(page) -> dict:
     return forecast
 
 
-def test_dashboard_renders_charts_switches_application_and_screenshots(page, dashboard_url, tmp_path):
+def test_dashboard_renders_charts_switches_application_and_screenshots(page, dashboard_url, filled_settings, tmp_path):
     page.goto(dashboard_url)
     page.wait_for_selector("body[data-app='ABP']")
     _chart_drawn(page)
     assert page.locator("#next tbody tr").count() == 6
-    assert page.locator("#next .bullet").count() == 6  # percentile bands drawn per horizon
+    assert page.locator("#next .bullet").count() == 18  # three percentile bands per horizon
     assert page.locator("#accuracy tbody tr").count() == 6
     assert page.locator("#runs tbody tr").count() == 3
     assert page.locator("#runs .pill.succeeded").count() == 3
     assert page.locator("#next .driver").count() >= 6  # driver attribution next to the forecasts
+    # t0 was re-run after t0-1 and t0-2 were: the next six hours are still those after t0
+    t1 = filled_settings.t0 + timedelta(hours=1)
+    assert page.inner_text("#next tbody tr:first-child td:first-child").startswith(f"{t1:%H}:00–")
+    assert not page.is_visible("#stale") and page.get_attribute("body", "data-stale") == "false"
+    assert "min old" in page.inner_text("#clock")
+    # all three band periods, a legend for the drivers, sizes in ms with a direction
+    assert page.locator("#next .bullet[data-period='7d']").count() == 6
+    assert page.locator("#next .bullet[data-period='30d']").count() == 6
+    assert page.locator("#next .bullet[data-period='hour_of_week']").count() == 6
+    assert "same hour of week" in page.inner_text("#next tbody tr:first-child")
+    chips = page.locator("#next .driver").all_inner_texts()
+    assert all(re.search(r"[↑↓] [+−]\d[\d,]* ms$", c) for c in chips), chips
+    legend = page.inner_text("#drivers-legend")
+    assert "pushes the forecast up" in legend and "pulls it down" in legend and "milliseconds" in legend
+    assert "validation" in page.inner_text("#card-acc").lower() or "last 24 h" in page.inner_text("#card-acc").lower()
     assert "UTC" in page.inner_text("#clock") and "UTC" in page.inner_text("#next thead")
     first_abp = page.inner_text("#next tbody tr:first-child")
 
@@ -169,3 +189,90 @@ def test_markup_in_stored_text_is_shown_as_text_not_run(page, dashboard_url, fil
     assert evil in page.inner_text("#alerts")
     assert page.evaluate("window.__xss") is None
     assert page.locator("main img, main script").count() == 0
+
+
+@pytest.fixture
+def synthetic(sqlite_settings):
+    """A dashboard database filled by hand: the shown forecast's origin is chosen by the test."""
+    from artq.storage.db import Database
+
+    db = Database(sqlite_settings.database_url)
+    servers = []
+
+    def serve(origin, **alerts):
+        from artq.dashboard.server import make_server
+        from tests.dashboard.conftest import put_forecasts, refresh, seed_actuals
+
+        for key, value in alerts.items():
+            setattr(sqlite_settings.alerts, key, value)
+        seed_actuals(db, "ABP", origin - timedelta(days=35), origin, 300.0)
+        put_forecasts(db, "ABP", origin, [320, 330, 310, 300, 290, 280], width=40.0,
+                      drivers=[["abpserver3 load", 41.2], ["calendar", -12.4], ["ART history", 3.3]])
+        refresh(db, sqlite_settings, "ABP", origin)
+        server = make_server(sqlite_settings, "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server.url
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+        server.db.dispose()
+    db.dispose()
+
+
+def test_a_stale_forecast_shows_a_banner_instead_of_the_green_card(page, synthetic, tmp_path):
+    from artq.timeutil import last_complete_hour
+
+    url = synthetic(last_complete_hour() - timedelta(hours=4))
+    page.goto(url)
+    page.wait_for_selector("body[data-app='ABP']")
+    assert page.is_visible("#stale") and page.get_attribute("body", "data-stale") == "true"
+    banner = page.inner_text("#stale")
+    assert banner.startswith("Stale forecast.") and "behind the expected" in banner
+    assert page.get_attribute("#card-run", "class") == "card bad" and page.inner_text("#run-state") == "Stale"
+    assert page.inner_text("#peak-label").lower() == "peak of the last forecast (stale)"
+    assert re.search(r"· [45] h old", page.inner_text("#clock"))
+    colour = page.evaluate("getComputedStyle(document.querySelector('#stale')).borderTopColor")
+    assert colour == "rgb(220, 38, 38)", colour  # red, not the green of a healthy card
+    assert page.errors == []
+    if out := os.environ.get("ARTQ_DASHBOARD_STALE_SCREENSHOT"):
+        page.screenshot(path=out, full_page=True)
+
+
+def test_with_compare_upper_the_upper_bound_that_crossed_is_highlighted(page, synthetic):
+    from artq.timeutil import last_complete_hour
+
+    # forecasts 280..330 ms with ±40 ms: only the upper bounds of +1 h to +3 h (360, 370, 350) reach 350 ms
+    url = synthetic(last_complete_hour(), compare="upper", threshold_ms=350.0)
+    page.goto(url)
+    page.wait_for_selector("body[data-app='ABP']")
+    crossed = page.locator("#next .crossed")
+    assert crossed.count() == 3 and crossed.all_inner_texts() == ["360", "370", "350"]
+    assert page.locator("#next td.fc.crossed").count() == 0  # the point forecast did not cross: not highlighted
+    assert page.evaluate("getComputedStyle(document.querySelector('#next .upper.crossed')).color") == "rgb(220, 38, 38)"
+    assert page.inner_text("#compare-what") == "the interval's upper bound"
+    assert page.inner_text("#alert-state") == "Breach expected" and "upper bound 360 ms" in page.inner_text("#alert-detail")
+    assert [t.split(" ")[0] for t in page.locator("#alerts li .kind").all_inner_texts()] == ["Breach"]
+    assert page.errors == []
+
+
+def test_freshness_alert_is_described_by_its_kind_not_as_an_easing_breach(page, synthetic, sqlite_settings):
+    from artq.storage.db import Database
+    from artq.storage.models import Alert
+    from artq.timeutil import last_complete_hour, utcnow
+
+    origin = last_complete_hour() - timedelta(hours=2)
+    db = Database(sqlite_settings.database_url)
+    with db.session() as s:
+        s.add(Alert(key="freshness:ABP:x", application="ABP", kind="freshness", status="open", severity="warning",
+                    opened_at=utcnow(), origin=last_complete_hour(), notify_attempts=0,
+                    message="ABP: no completed forecast cycle by minute 20"))
+    db.dispose()
+    page.goto(synthetic(origin, threshold_ms=1000.0))
+    page.wait_for_selector("body[data-app='ABP']")
+    assert page.inner_text("#alert-state") == "Forecasts stale"
+    assert "easing" not in page.inner_text("#card-alert")
+    assert page.inner_text("#alerts li[data-kind='freshness'] .kind") == "Forecasts stale"
+    assert page.errors == []

@@ -35,6 +35,13 @@
   function hourRange(iso) { const d = new Date(iso); return hhmm(iso) + "–" + pad((d.getUTCHours() + 1) % 24) + ":00"; }
   const ms = (v) => (v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en-US") + " ms");
   const pct = (v) => (v === null || v === undefined ? "–" : Math.round(v * 100) + " %");
+  function age(minutes) {
+    if (minutes === null || minutes === undefined) return "–";
+    if (minutes < 90) return minutes + " min";
+    const h = Math.floor(minutes / 60);
+    return h < 48 ? h + " h" : Math.floor(h / 24) + " days";
+  }
+  function signedMs(c) { return (c > 0 ? "+" : c < 0 ? "−" : "") + Math.abs(Math.round(c)).toLocaleString("en-US") + " ms"; }
   function setCard(id, cls, big, small) {
     const card = $(id);
     card.className = "card " + (cls || "");
@@ -88,7 +95,12 @@
     lastView = v;
     document.title = "artq · " + v.application;
     $("app-name").textContent = v.application + " · ";
-    $("clock").textContent = "All times UTC" + (v.origin ? " · data up to " + dayHour(v.origin) + "–" + pad((new Date(v.origin).getUTCHours() + 1) % 24) + ":00" : "");
+    const fr = v.freshness || {};
+    $("clock").textContent = "All times UTC" + (v.origin ? " · data up to " + dayHour(v.origin) + "–" + pad((new Date(v.origin).getUTCHours() + 1) % 24) + ":00" +
+      " · " + age(fr.age_minutes) + " old" : "");
+    $("stale").hidden = !fr.stale;
+    $("stale-text").textContent = fr.stale ? fr.message + " (checked " + dayHour(fr.now) + " UTC)." : "";
+    document.body.dataset.stale = String(Boolean(fr.stale));
     renderCards(v);
     renderChart(v);
     renderNext(v);
@@ -100,35 +112,50 @@
 
   function renderCards(v) {
     const fc = v.forecast;
+    const stale = Boolean(v.freshness && v.freshness.stale);
+    $("peak-label").textContent = stale ? "Peak of the last forecast (stale)" : "Next 6 h peak forecast";
     if (fc.length) {
       const peak = fc.reduce((a, b) => (b.value > a.value ? b : a));
       const over = fc.some((f) => crosses(v, f));
       const near = fc.some((f) => f.threshold !== null && compared(v, f) >= 0.9 * f.threshold);
-      setCard("card-peak", over ? "bad" : near ? "warn" : "ok", ms(peak.value),
+      setCard("card-peak", stale ? "warn" : over ? "bad" : near ? "warn" : "ok", ms(peak.value),
         hourRange(peak.target_hour) + " UTC (+" + peak.horizon + " h)" + (peak.threshold !== null ? " · threshold " + ms(peak.threshold) : ""));
     } else setCard("card-peak", "", "no forecast", "no cycle has produced a forecast yet");
 
-    const open = v.alerts.filter((a) => a.status === "open");
+    // the early-warning card is about forecast breaches only; other alert kinds are listed by kind below
+    const open = v.alerts.filter((a) => a.status === "open" && a.kind === "forecast_breach");
+    const others = v.alerts.filter((a) => a.status === "open" && a.kind !== "forecast_breach");
+    const otherText = others.length ? " · also open: " + others.map((a) => a.kind_label).join(", ") : "";
     const crossing = fc.filter((f) => crosses(v, f));
     if (crossing.length) {
       const f = crossing[0];
       const since = open.length ? " · alert open since " + dayHour(open[0].opened_at) : "";
-      const what = v.compare === "upper" ? "upper bound " : "";
+      const what = v.compare === "upper" ? "upper bound " : "forecast ";
       setCard("card-alert", "bad", "Breach expected",
-        "first at " + hourRange(f.target_hour) + " UTC (+" + f.horizon + " h): " + what + ms(compared(v, f)) + " ≥ " + ms(f.threshold) + since);
+        "first at " + hourRange(f.target_hour) + " UTC (+" + f.horizon + " h): " + what + ms(compared(v, f)) + " ≥ " + ms(f.threshold) + since + otherText);
     } else if (open.length) {
-      setCard("card-alert", "warn", "Alert open, easing",
-        "forecasts are back under the threshold; the alert resolves once they and the actual stay clear");
+      setCard("card-alert", "warn", "Breach alert open, easing",
+        "the latest forecasts are back under the threshold; the alert resolves once they and the actual stay clear" + otherText);
+    } else if (others.length) {
+      setCard("card-alert", "warn", others[0].kind_label, "no forecast crosses the threshold" + otherText.replace(" · also", " ·"));
     } else setCard("card-alert", "ok", "All clear", "no forecast crosses the threshold in the next 6 h");
 
     const acc = v.accuracy.find((r) => r.period === "24h" && r.horizon === 1);
+    const val = v.validation && v.validation.horizons ? v.validation.horizons[0] : null;
     if (acc && acc.n) {
+      $("acc-label").textContent = "Accuracy, last 24 h (1 h ahead)";
       const cov = acc.coverage === null ? "" : " · " + pct(acc.coverage) + " inside interval (target " + pct(acc.nominal_coverage) + ")";
       setCard("card-acc", "", "± " + ms(acc.mae), "MAE over " + acc.n + " h" + cov);
+    } else if (val && val.mae !== null) {
+      $("acc-label").textContent = "Validation accuracy (1 h ahead)";
+      setCard("card-acc", "", "± " + ms(val.mae), "out-of-sample MAE at training, model " + v.validation.model_version +
+        (val.coverage !== null ? " · " + pct(val.coverage) + " inside interval" : "") + " · live figures once forecasts have aged");
     } else setCard("card-acc", "", "–", "no actuals yet to compare with");
 
     const run = v.runs[0];
-    if (run) {
+    if (stale) {
+      setCard("card-run", "bad", "Stale", v.freshness.message);
+    } else if (run) {
       const secs = [run.fetch_s, run.predict_s, run.refresh_s].filter((x) => x !== null).reduce((a, b) => a + b, 0);
       setCard("card-run", run.status === "succeeded" ? "ok" : run.status === "failed" ? "bad" : "warn", run.status,
         "origin " + dayHour(run.origin) + " UTC · " + secs.toFixed(1) + " s" + (run.error ? " · " + run.error : ""));
@@ -213,9 +240,11 @@
     plot = new uPlot(opts, cols, box);
   }
 
-  function bullet(f) {
-    const b = f.bands["30d"];
-    const wrap = el("div", { class: "bullet" });
+  const PERIOD_NAMES = [["7d", "7 d"], ["30d", "30 d"], ["hour_of_week", "same hour of week"]];
+
+  function bullet(f, period) {
+    const b = f.bands[period];
+    const wrap = el("div", { class: "bullet", "data-period": period });
     if (!b || b.p99 === null) return el("span", { class: "pos", text: "no history yet" });
     const top = Math.max(b.p99, f.value || 0, f.threshold || 0) * 1.08;
     const pos = (x) => Math.min(100, (x / top) * 100) + "%";
@@ -227,23 +256,39 @@
     }
     if (f.threshold !== null) { const t = el("div", { class: "thr", title: "alert threshold " + ms(f.threshold) }); t.style.left = pos(f.threshold); wrap.append(t); }
     const m = el("div", { class: "mark", title: "forecast " + ms(f.value) }); m.style.left = pos(f.value); wrap.append(m);
-    return el("div", {}, [wrap, el("span", { class: "pos", text: "p60 " + ms(b.p60) + " · p90 " + ms(b.p90) + " · p99 " + ms(b.p99) + " — forecast " + (b.position || "") })]);
+    wrap.title = "p60 " + ms(b.p60) + " · p75 " + ms(b.p75) + " · p90 " + ms(b.p90) + " · p99 " + ms(b.p99) + " (" + b.n_hours + " h) — forecast " + (b.position || "");
+    return wrap;
+  }
+
+  function bullets(f) {
+    const box = el("div", { class: "bullets" });
+    for (const [period, name] of PERIOD_NAMES) {
+      const b = f.bands[period];
+      box.append(el("span", { class: "per", text: name + (b && b.position ? " · " + b.position : "") }), bullet(f, period));
+    }
+    return box;
   }
 
   function renderNext(v) {
     $("rule").textContent = "Alert rule: " + v.rule;
     const body = $("next").tBodies[0];
     clear(body);
+    $("compare-what").textContent = v.compare === "upper" ? "the interval's upper bound" : "the point forecast";
     if (!v.forecast.length) body.append(el("tr", {}, [el("td", { colspan: "6", text: "No forecast yet: run a cycle (artq run-cycle)." })]));
     for (const f of v.forecast) {
       const breach = crosses(v, f);
-      const drivers = el("td", {}, f.drivers.slice(0, 2).map(([name, c]) =>
-        el("span", { class: "driver" + (c < 0 ? " down" : ""), title: (c > 0 ? "+" : "") + c + " ms", text: name + " " + (c > 0 ? "↑" : "↓") })));
+      const onUpper = v.compare === "upper" && f.upper !== null;
+      // a driver that moves the forecast by less than half a millisecond says nothing
+      const drivers = el("td", { class: "wrap" }, f.drivers.filter(([, c]) => Math.abs(c) >= 0.5).slice(0, 3).map(([name, c]) =>
+        el("span", { class: "driver " + (c < 0 ? "down" : "up"), text: name + " " + (c < 0 ? "↓ " : "↑ ") + signedMs(c) })));
+      const interval = el("td", { class: "num iv" }, f.lower === null ? ["–"] : [
+        Math.round(f.lower).toLocaleString("en-US") + "–",
+        el("span", { class: "upper" + (breach && onUpper ? " crossed" : ""), text: Math.round(f.upper).toLocaleString("en-US") })]);
       body.append(el("tr", { class: breach ? "breach" : "" }, [
         el("td", { text: hourRange(f.target_hour) + " (+" + f.horizon + " h)" }),
-        el("td", { class: "num fc", text: ms(f.value) }),
-        el("td", { class: "num", text: f.lower === null ? "–" : Math.round(f.lower) + "–" + Math.round(f.upper) }),
-        el("td", {}, [bullet(f)]),
+        el("td", { class: "num fc" + (breach && !onUpper ? " crossed" : ""), text: ms(f.value) }),
+        interval,
+        el("td", {}, [bullets(f)]),
         el("td", { class: "num", text: ms(f.threshold) }),
         drivers,
       ]));
@@ -266,9 +311,15 @@
       const fill = el("span", { class: "fill" }); fill.style.width = Math.round((w.coverage || 0) * 100) + "%";
       const nom = el("span", { class: "nom" }); nom.style.left = Math.round((w.nominal_coverage || 0) * 100) + "%";
       cov.append(fill, nom);
+      const val = (v.validation && v.validation.horizons[h - 1]) || {};
       body.append(el("tr", {}, [el("td", { text: "+" + h + " h" }), maeCell(d), maeCell(w),
-        el("td", {}, w.n_interval !== 0 && w.coverage !== null && w.coverage !== undefined ? [cov, pct(w.coverage) + " · target " + pct(w.nominal_coverage)] : ["–"])]));
+        el("td", {}, w.n_interval !== 0 && w.coverage !== null && w.coverage !== undefined ? [cov, pct(w.coverage) + " · target " + pct(w.nominal_coverage)] : ["–"]),
+        el("td", { class: "num val", text: ms(val.mae) }), el("td", { class: "num val", text: pct(val.coverage) })]));
     }
+    const notes = [];
+    if (v.validation) notes.push("Validation: out-of-sample errors measured at training (model " + v.validation.model_version + "), shown until live forecasts have aged.");
+    if (v.in_sample && v.in_sample.count) notes.push(v.in_sample.count + " of " + v.in_sample.of + " forecasts of the last 7 days were of hours the model was trained on (in-sample); they are left out of the live figures.");
+    $("acc-note").textContent = notes.join(" ");
   }
 
   function renderAlerts(v) {
@@ -278,7 +329,8 @@
     for (const a of v.alerts) {
       const when = "opened " + dayHour(a.opened_at) + " UTC" + (a.resolved_at ? " · resolved " + dayHour(a.resolved_at) + " UTC" : "") +
         (a.notified ? " · notified" : a.notify_error ? " · webhook failed: " + a.notify_error : "");
-      list.append(el("li", {}, [el("span", { class: "pill " + a.status, text: a.status }), " ", a.message, el("div", { class: "when", text: when })]));
+      list.append(el("li", { "data-kind": a.kind }, [el("span", { class: "kind", text: a.kind_label || a.kind }),
+        el("span", { class: "pill " + a.status, text: a.status }), " ", a.message, el("div", { class: "when", text: when })]));
     }
   }
 
