@@ -51,8 +51,8 @@ class Authenticator:
         ok = (
             self.cfg.client_id is not None
             and self.cfg.client_secret is not None
-            and hmac.compare_digest(cid, self.cfg.client_id)
-            and hmac.compare_digest(secret, self.cfg.client_secret)
+            and _same(cid, self.cfg.client_id)
+            and _same(secret, self.cfg.client_secret)
         )
         if not ok:
             raise TokenError(401, "Invalid client_id or client_secret.")
@@ -97,4 +97,9 @@ class Authenticator:
         if not want_user or want_pw is None:
             return False
         full = want_user if "@" in want_user else f"{want_user}@{self.cfg.account}"
-        return hmac.compare_digest(user, full) and hmac.compare_digest(password, want_pw)
+        return _same(user, full) and _same(password, want_pw)
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison that also takes non-ASCII text (str compare_digest refuses it: a 500)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))

@@ -1,4 +1,12 @@
-"""Real HTTP around the controller logic: a ThreadingHTTPServer, in a thread or in the foreground."""
+"""Real HTTP around the controller logic: a ThreadingHTTPServer, in a thread or in the foreground.
+
+Hostile clients get 4xx, never a 500 or a hang: a ``Content-Length`` that is not a plain number
+up to ``MAX_BODY`` is a 400 (and the connection closes, since the body cannot be skipped), and
+every connection has a read timeout, so a slow or half-open client frees its thread. Faults are
+decided only for the requests they target (authenticated ``/controller/rest/`` calls, and the
+token endpoint with ``affect_token``): a health check or a bad password never uses up a
+``fail_next`` counter meant for the client under test.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +18,15 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
-from artq.sources.simulator.api import TOKEN_PATH, Controller, Response, text
+from artq.sources.simulator.api import REST_PREFIX, TOKEN_PATH, Controller, Response, text
 from artq.sources.simulator.config import SimulatorConfig
 from artq.sources.simulator.faults import Faults
 from artq.sources.simulator.world import World
 
 log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024  # the token form is a few hundred bytes; GETs have no body
+READ_TIMEOUT_S = 30.0  # per connection: waiting for a request line, headers or body
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -23,6 +34,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like a real controller behind a load balancer
     disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
     controller: Controller  # set on the subclass made per server
+    timeout = READ_TIMEOUT_S  # socket timeout of each connection (StreamRequestHandler applies it)
 
     def do_GET(self) -> None:
         self._serve("GET")
@@ -31,9 +43,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("POST")
 
     def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        raw_length = (self.headers.get("Content-Length") or "0").strip()
+        if not raw_length.isdigit() or not raw_length.isascii() or int(raw_length) > MAX_BODY:
+            self.close_connection = True  # the body's end is unknown: the connection cannot be reused
+            return self._send(text(400, f"Content-Length must be a whole number of bytes up to {MAX_BODY}."))
+        length = int(raw_length)
         body = self.rfile.read(length) if length else b""
-        is_token = self.path.split("?")[0].rstrip("/") == TOKEN_PATH
+        path = self.path.split("?")[0].rstrip("/")
+        is_token = path == TOKEN_PATH
+        targeted = is_token or (path.startswith(REST_PREFIX.rstrip("/"))
+                                and self.controller.auth.check(self.headers.get("Authorization")) is None)
+        if not targeted:  # no fault for it: answered (404, 401, ...) without touching the counters
+            return self._send(self._handle(method, body, malformed=False))
         faults = self.controller.faults
         verdict = faults.enter(is_token)
         try:
@@ -42,17 +63,20 @@ class _Handler(BaseHTTPRequestHandler):
             if verdict.status:
                 resp = text(verdict.status, f"Injected fault: HTTP {verdict.status} (simulator).")
             else:
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                try:
-                    resp = self.controller.handle(method, self.path, headers, body, verdict.malformed)
-                except Exception:  # a simulator bug must still answer, as a controller would
-                    log.exception("simulator failed on %s %s", method, self.path)
-                    resp = text(500, "Internal error in the simulator (see its log).")
+                resp = self._handle(method, body, verdict.malformed)
                 if verdict.truncate and resp.status == 200:
                     resp.body = resp.body[: max(1, len(resp.body) // 2)]
             self._send(resp)
         finally:
             faults.leave()
+
+    def _handle(self, method: str, body: bytes, malformed: bool) -> Response:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            return self.controller.handle(method, self.path, headers, body, malformed)
+        except Exception:  # a simulator bug must still answer, as a controller would
+            log.exception("simulator failed on %s %s", method, self.path)
+            return text(500, "Internal error in the simulator (see its log).")
 
     def _send(self, resp: Response) -> None:
         self.send_response(resp.status)
@@ -75,9 +99,10 @@ class _Server(ThreadingHTTPServer):
 class SimulatorServer:
     """A running simulator: ``url`` is the controller base; ``set_faults`` switches faults live."""
 
-    def __init__(self, cfg: SimulatorConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, cfg: SimulatorConfig, host: str = "127.0.0.1", port: int = 0,
+                 read_timeout_s: float = READ_TIMEOUT_S) -> None:
         self.controller = Controller(cfg)
-        handler = type("Handler", (_Handler,), {"controller": self.controller})
+        handler = type("Handler", (_Handler,), {"controller": self.controller, "timeout": read_timeout_s})
         self.httpd = _Server((host, port), handler)
         self.httpd.daemon_threads = True
         self.host, self.port = self.httpd.server_address[:2]
@@ -117,9 +142,10 @@ class SimulatorServer:
 
 
 @contextmanager
-def start_simulator(cfg: SimulatorConfig, host: str = "127.0.0.1", port: int = 0) -> Iterator[SimulatorServer]:
+def start_simulator(cfg: SimulatorConfig, host: str = "127.0.0.1", port: int = 0,
+                    read_timeout_s: float = READ_TIMEOUT_S) -> Iterator[SimulatorServer]:
     """Serve ``cfg`` in a daemon thread for the ``with`` block (port 0: any free port)."""
-    sim = SimulatorServer(cfg, host, port).start()
+    sim = SimulatorServer(cfg, host, port, read_timeout_s).start()
     try:
         yield sim
     finally:
