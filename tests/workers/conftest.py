@@ -192,6 +192,7 @@ class CycleEnv:
         self.mark_dir = tmp_path / "marks"
         self.mark_dir.mkdir()
         self._db = None
+        self.app = self.rt = None
 
     def write_config(self, name: str = "artq.yml", database_url: str | None = None, **operations) -> str:
         import yaml
@@ -214,26 +215,26 @@ class CycleEnv:
 
     # -- the test process as a client of the broker -----------------------------------------------
     def use_broker(self, config_path: str):
-        """Point this process's Celery app and runtime at the test's broker, database and settings."""
-        import threading
-
+        """A client app of the test's broker, database and settings (the test process sends, workers run)."""
         from artq.config import load_settings
         from artq.pipeline import Runtime
-        from workers.app import app, configure
-        from workers.runtime import set_runtime
+        from workers.factory import create_app
 
+        self.close_client()
         settings = load_settings(config_path)
-        app.close()
-        app.amqp._producer_pool = None
-        app._local = threading.local()
-        configure(app, settings)
-        set_runtime(Runtime(settings))
-        return app
+        self.app, self.rt = create_app(settings), Runtime(settings)
+        return self.app
 
-    def trigger(self, origin, trigger: str = "test"):
-        from workers.canvas import start_cycle
+    def trigger(self, origin, trigger: str = "test", applications=("ABP",)):
+        from workers.canvas import start_cycles
 
-        return start_cycle("ABP", origin, trigger=trigger)
+        return start_cycles(self.app, self.rt, list(applications), origin, trigger)["results"]
+
+    def close_client(self):
+        if getattr(self, "app", None) is not None:
+            self.app.close()
+            self.rt.close()
+            self.app = self.rt = None
 
     # -- the database, read directly ------------------------------------------------------------
     @property
@@ -301,9 +302,7 @@ class CycleEnv:
     def close(self):
         if self._db is not None:
             self._db.dispose()
-        from workers.runtime import set_runtime
-
-        set_runtime(None)
+        self.close_client()
 
 
 @pytest.fixture
