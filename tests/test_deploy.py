@@ -5,7 +5,7 @@ No Docker engine runs here, so nothing is built or started. Instead:
 * ``scripts/check-deploy.sh`` runs the real ``docker compose config`` and ``hadolint`` (marked
   ``integration``; always run in CI);
 * every command a service runs must exist in the project: the Celery app ``workers``, its
-  sub-command and options, every ``-Q`` queue in ``workers.app.QUEUES``, every ``artq <cmd>``
+  sub-command and options, every ``-Q`` queue in ``workers.factory.QUEUES``, every ``artq <cmd>``
   among the registered CLI commands with the options it passes. A command renamed or removed
   in the code fails here, not at 3 a.m. in production.
 """
@@ -67,7 +67,7 @@ import json, sys
 from celery import Celery
 from celery.app.utils import find_app
 app = find_app(sys.argv[1])  # exactly what `celery -A NAME` does
-from workers.app import QUEUES
+from workers.factory import QUEUES
 print(json.dumps({"is_celery": isinstance(app, Celery), "main": app.main, "queues": [q.name for q in QUEUES]}))
 """
 
@@ -148,7 +148,7 @@ def check_celery_command(where: str, argv: list[str]) -> list[str]:
     queues = _queues(args)
     defined = _defined_queues()
     for q in queues:
-        assert q in defined, f"{where}: queue {q!r} is not in workers.app.QUEUES ({sorted(defined)})"
+        assert q in defined, f"{where}: queue {q!r} is not in workers.factory.QUEUES ({sorted(defined)})"
     return queues
 
 
@@ -281,7 +281,7 @@ def test_every_queue_has_a_worker_and_every_worker_names_its_queues():
             queues = _queues(argv)
             assert queues, f"service {service!r}: a worker without -Q would consume every queue"
             consumed.update(queues)
-    assert consumed == _defined_queues(), "each queue in workers.app.QUEUES needs a worker service"
+    assert consumed == _defined_queues(), "each queue in workers.factory.QUEUES needs a worker service"
 
 
 def test_dockerfile_cmd_and_healthcheck_run_project_commands():

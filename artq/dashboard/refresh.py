@@ -1,6 +1,6 @@
 """Refresh of the dashboard tables for one application after a cycle (idempotent).
 
-Called by the chord callback (``artq.pipeline.steps.refresh_step``) inside one database session.
+Called by the chord callback (``artq.pipeline.cycle.refresh_step``) inside one database session.
 Every table is keyed so that re-running the refresh of the same (application, origin) rewrites
 the same rows; the tables are documented column by column in ``docs/dashboard-tables.md``.
 

@@ -66,30 +66,43 @@ def prepare_database(admin_url: str, name: str, reuse: bool) -> str:
 
 
 def train_once_and_link(settings, names: list[str], t0) -> str:
-    """Train APP0001 on 21 days (unless a champion exists) and link its artifact for every application."""
-    from artq.forecasting import registry
+    """Train APP0001 on 21 days (unless a champion exists) and register its version for every application.
+
+    The other applications get a symlink to the same files and a copy of its database rows
+    (hashes included), so each worker still loads one bundle per application, as in production.
+    """
     from artq.pipeline import Runtime, train_step
     from artq.pipeline.ingest import backfill
+    from artq.storage import open_database
 
     first = names[0]
-    version = registry.champion(settings.models_dir, first)
+    rt = Runtime(settings)
+    version = rt.champions([first]).get(first)
     if version is None:
-        rt = Runtime(settings)
         settings.forecast.training_days, settings.forecast.min_training_hours = 21, 24 * 14
         log(f"backfilling 21 days of {first} and training its six models")
         backfill(rt, settings.application(first), t0 - timedelta(days=21) + HOUR, t0 - HOUR)
         version = train_step(rt, first, tune=False, until=t0 - 2 * HOUR)["version"]
-        rt.close()
+    rt.close()
     source = Path(settings.models_dir) / first
     for name in names[1:]:
-        target = Path(settings.models_dir) / name
-        if (target / "champion.json").is_file():
-            continue
-        (target / "versions").mkdir(parents=True, exist_ok=True)
-        link = target / "versions" / version
+        link = Path(settings.models_dir) / name / "versions" / version
         if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(source / "versions" / version, target_is_directory=True)
-        shutil.copy(source / "champion.json", target / "champion.json")
+    db = open_database(settings.database_url)
+    with db.engine.begin() as conn:
+        have = set(conn.execute(sa.text("SELECT application FROM champions")).scalars())
+        for name in (n for n in names[1:] if n not in have):
+            conn.execute(sa.text(
+                "INSERT INTO model_versions (application, version, status, path, created_at, training_start, "
+                "training_end, metrics, reason, sha256, fingerprint) SELECT :n, version, status, path, created_at, "
+                "training_start, training_end, metrics, reason, sha256, fingerprint FROM model_versions "
+                "WHERE application = :f AND version = :v"), {"n": name, "f": first, "v": version})
+            conn.execute(sa.text("INSERT INTO champions (application, version, previous, reason, promoted_at) "
+                                 "SELECT :n, version, previous, reason, promoted_at FROM champions WHERE application = :f"),
+                         {"n": name, "f": first})
+    db.dispose()
     return version
 
 
@@ -139,7 +152,7 @@ def backfill_fleet(settings, names: list[str], start, end, threads: int = 4) -> 
     rt.close()
 
 
-def start_workers(config: str, n: int, log_dir: Path) -> list[subprocess.Popen]:
+def start_workers(app, config: str, n: int, log_dir: Path) -> list[subprocess.Popen]:
     procs = []
     for i in range(1, n + 1):
         cmd = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-n", f"fleet{i}@bench", "-c", "1",
@@ -147,7 +160,6 @@ def start_workers(config: str, n: int, log_dir: Path) -> list[subprocess.Popen]:
         env = {**os.environ, "ARTQ_CONFIG": config, "PYTHONUNBUFFERED": "1"}
         out = (log_dir / f"worker{i}.log").open("ab")
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
-    from workers.app import app
 
     deadline = time.monotonic() + 90
     want = {f"fleet{i}@bench" for i in range(1, n + 1)}
@@ -199,9 +211,9 @@ def mariadb_cpu_seconds() -> float | None:
     return None
 
 
-def fleet_cycle(db, origin, n: int, workers: list[subprocess.Popen] | None = None) -> dict:
+def fleet_cycle(app, rt, db, origin, n: int, workers: list[subprocess.Popen] | None = None) -> dict:
     from artq.storage.models import Forecast, Observation, PipelineRun
-    from workers.canvas import dispatch_cycles
+    from workers.canvas import dispatch
 
     with db.session() as s:  # a re-run of the bench (--reuse) times a real cycle, not a skip:
         s.execute(sa.delete(PipelineRun).where(PipelineRun.origin == origin))
@@ -209,7 +221,7 @@ def fleet_cycle(db, origin, n: int, workers: list[subprocess.Popen] | None = Non
         s.execute(sa.delete(Observation).where(Observation.hour >= origin))  # every fetch pulls its new hour
     cpu0, db0, own0 = cpu_seconds(workers or []), mariadb_cpu_seconds(), sum(os.times()[:2])
     began = time.perf_counter()
-    report = dispatch_cycles(origin, trigger="bench")
+    report = dispatch(app, rt, origin, trigger="bench")
     sent = time.perf_counter()
     ended = wait_fleet(db, origin, n)
     cpu1, db1, own1 = cpu_seconds(workers or []), mariadb_cpu_seconds(), sum(os.times()[:2])
@@ -226,7 +238,7 @@ def fleet_cycle(db, origin, n: int, workers: list[subprocess.Popen] | None = Non
 
 
 def single_app(settings, name: str, origin, repeats: int) -> dict:
-    """One application's cycle, through the broker and workers vs in-process (eager canvas)."""
+    """One application's cycle, through the broker and workers vs in-process (the same steps, no broker)."""
     from artq.pipeline import Runtime
     from workers.canvas import run_cycle
 
@@ -268,8 +280,7 @@ def main() -> None:
     from artq.pipeline import Runtime
     from artq.sources.simulator import SimulatorConfig, fleet_apps, start_simulator
     from artq.storage import open_database
-    from workers.app import app, configure
-    from workers.runtime import set_runtime
+    from workers.factory import create_app
 
     work = Path(args.work_dir)
     if not args.reuse and work.exists():
@@ -305,17 +316,16 @@ def main() -> None:
             "celery": {"broker_url": args.redis, "result_backend": args.redis},
             "operations": {"fleet_batch_size": args.batch}, "backfill_days": args.days,
         }))
-        configure(app, settings)
-        set_runtime(Runtime(settings))
-        workers = start_workers(str(config), args.workers, work)
+        app, rt = create_app(settings), Runtime(settings)
+        workers = start_workers(app, str(config), args.workers, work)
         db = open_database(settings.database_url)
         try:
             log(f"{args.apps} applications, {args.workers} workers (-c 1), batches of {args.batch}; model {version}")
             cold = warm = None
             if not args.skip_fleet:
-                cold = fleet_cycle(db, t0 - HOUR, args.apps, workers)
+                cold = fleet_cycle(app, rt, db, t0 - HOUR, args.apps, workers)
                 log(f"cold cycle (models loaded by each worker): {cold['seconds']} s  {cold['statuses']}")
-                warm = fleet_cycle(db, t0, args.apps, workers)
+                warm = fleet_cycle(app, rt, db, t0, args.apps, workers)
                 log(f"warm cycle: {warm['seconds']} s  {warm['statuses']}  forecast rows {warm['forecast_rows']}  "
                     f"CPU {warm['cpu_s']}")
             single = single_app(settings, names[0], t0, args.repeats)
@@ -323,6 +333,8 @@ def main() -> None:
                 f"in-process {single['in_process']['median_s']} s (median of {args.repeats})")
         finally:
             db.dispose()
+            rt.close()
+            app.close()
             for p in workers:
                 if p.poll() is None:
                     os.killpg(p.pid, signal.SIGTERM)
