@@ -52,7 +52,8 @@ def check_url(url: str) -> None:
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(
             f"`database_url` is not a valid SQLAlchemy URL: {mask_url(url)!r}. "
-            "Expected dialect+driver://user:password@host/database, e.g. mysql+mysqldb://artq:PASSWORD@db/artq."
+            "Expected the form mysql+mysqldb://USER:PASSWORD@HOST/DATABASE (percent-encode '@', ':' and '/' "
+            "in the password)."
         ) from None
 
 
