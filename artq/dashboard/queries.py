@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from artq.catalog import MAIN, TARGET_METRIC
 from artq.config import Settings
 from artq.dashboard.alerts import KIND, rule_for
 from artq.dashboard.bands import load_actual_art
@@ -30,6 +31,7 @@ from artq.storage.models import (
     DashboardPercentileBand,
     Forecast,
     ModelVersion,
+    Observation,
     PipelineRun,
 )
 from artq.timeutil import HOUR, as_utc, last_complete_hour, utcnow
@@ -115,7 +117,11 @@ def application_view(session: Session, settings: Settings, name: str, hours: int
     end = origin or (as_utc(runs[0].origin) if runs else None)
     actual = []
     if end is not None:
-        history = load_actual_art(session, name, end - timedelta(hours=hours - 1), end)
+        # actuals newer than a stale forecast are shown too: the forecast then visibly lies in the past
+        newest = session.scalar(select(func.max(Observation.hour)).where(
+            Observation.application == name, Observation.server == MAIN, Observation.metric == TARGET_METRIC))
+        last = max(end, as_utc(newest)) if newest is not None else end
+        history = load_actual_art(session, name, last - timedelta(hours=hours - 1), last)
         actual = [[_iso(h), _r(v)] for h, v in sorted(history.items())]
     rule = rule_for(settings, name)
     return {

@@ -196,6 +196,7 @@
                                ["k-th", "alert threshold"], ["k-pct", "p90 / p99 of 30 days"]]) key.append(el("span", { class: cls, text }));
 
     const nowX = v.origin ? ts(v.origin) + 3600 : null;
+    const stale = Boolean(v.freshness && v.freshness.stale);
     const opts = {
       width: Math.max(320, box.clientWidth), height: 320,
       tzDate: (t) => uPlot.tzDate(new Date(t * 1000), "Etc/UTC"),
@@ -230,7 +231,8 @@
           ctx.strokeStyle = "#9ca3af"; ctx.setLineDash([3, 3]); ctx.lineWidth = 1;
           ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
           ctx.fillStyle = "#6b7280"; ctx.font = (12 * devicePixelRatio) + "px system-ui, sans-serif";
-          ctx.fillText("now → forecast", x + 6 * devicePixelRatio, u.bbox.top + 14 * devicePixelRatio);
+          ctx.fillText(stale ? "stale: forecast from data up to " + pad((new Date(v.origin).getUTCHours() + 1) % 24) + ":00 →" : "now → forecast",
+                       x + 6 * devicePixelRatio, u.bbox.top + 14 * devicePixelRatio);
           ctx.restore();
         }],
       },
