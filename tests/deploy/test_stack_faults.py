@@ -1,0 +1,185 @@
+"""Faults across hosts, each container its own host, on the stack of ``make test-deploy``.
+
+Each test injects one fault with Docker (SIGKILL, a network cut, a restart, a stop) at a moment
+read from the containers' own logs, then checks the stored results in MariaDB: every horizon
+exactly once. The figures (cycles run, forecasts lost, duplicated, re-run, seconds to recover)
+go to ``Figures`` and, through scripts/test-deploy.sh, to the closing table of the run.
+The last test stops the whole stack.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.deploy.conftest import APP, LogWatch, origin_hours_ago, run, wait_done
+
+HORIZONS = [1, 2, 3, 4, 5, 6]
+PREDICT_RECEIVED = r"Task artq\.cycle\.predict\[[^\]]+\] received"
+
+
+def _tally(stack, origin):
+    """(stored horizons, lost, duplicated) for one origin, from the forecasts table."""
+    horizons = [h for h, _ in stack.forecasts(origin)]
+    lost = len(set(HORIZONS) - set(horizons))
+    duplicated = len(horizons) - len(set(horizons))
+    return horizons, lost, duplicated
+
+
+def _settle(stack) -> None:
+    """Every worker back and answering (a fault test leaves no missing replica to the next)."""
+    for name in stack.containers("worker-predict"):
+        if stack.inspect(name, "{{.State.Running}}") != "true":
+            run(["docker", "start", name])
+    stack.wait_workers(5, timeout=180)
+
+
+def test_sigkill_of_a_predict_container_mid_group_the_other_replica_completes_the_cycle(stack, figures, predict_logs):
+    _settle(stack)
+    origin = origin_hours_ago(4)
+    victim, survivor = stack.containers("worker-predict")
+    proc = stack.run_cycle(origin)
+    predict_logs[victim].wait_for(PREDICT_RECEIVED, timeout=120)
+    run(["docker", "kill", "-s", "KILL", victim])
+    killed = time.monotonic()
+    code, out = wait_done(proc, timeout=300)
+    recovered = time.monotonic() - killed
+    assert code == 0, out
+    horizons, lost, duplicated = _tally(stack, origin)
+    assert (horizons, lost, duplicated) == (HORIZONS, 0, 0)
+    assert [s for s, *_ in stack.run_status(origin)] == ["succeeded"]
+    runs = stack.predict_runs(predict_logs, origin)
+    assert runs[survivor], "the surviving replica should have taken over the killed one's horizon"
+    figures.record(fault="SIGKILL a predict container mid-group", cycles=1, forecasts_lost=lost,
+                   duplicated=duplicated, horizons_rerun=sum(map(len, runs.values())) - 6,
+                   recover_s=round(recovered, 1))
+    run(["docker", "start", victim])
+    stack.wait_healthy(victim)
+
+
+def test_network_cut_longer_than_the_lease_stores_each_horizon_once(stack, figures, predict_logs):
+    """The cut worker holds a horizon; its lease lapses, the other replica runs it; the late
+    write of the cut worker after reconnection changes nothing."""
+    _settle(stack)
+    ops_lease_s = 20  # operations.visibility_timeout_s (default)
+    origin = origin_hours_ago(5)
+    victim, survivor = stack.containers("worker-predict")
+    proc = stack.run_cycle(origin)
+    predict_logs[victim].wait_for(PREDICT_RECEIVED, timeout=120)
+    run(["docker", "network", "disconnect", stack.network, victim])
+    cut = time.monotonic()
+    try:
+        code, out = wait_done(proc, timeout=300)
+        recovered = time.monotonic() - cut
+        assert code == 0, out
+        horizons, lost, duplicated = _tally(stack, origin)
+        assert (horizons, lost, duplicated) == (HORIZONS, 0, 0)
+        time.sleep(max(0.0, ops_lease_s * 2 + 5 - (time.monotonic() - cut)))  # cut for well over the lease
+    finally:
+        run(["docker", "network", "connect", stack.network, victim])
+    cut_s = time.monotonic() - cut
+    # the reconnected worker finishes or drops what it held; give it a minute, then count again
+    stack.wait_workers(5, timeout=120)
+    time.sleep(10)
+    horizons, lost, duplicated = _tally(stack, origin)
+    assert (horizons, lost, duplicated) == (HORIZONS, 0, 0)
+    assert [s for s, *_ in stack.run_status(origin)] == ["succeeded"]
+    runs = stack.predict_runs(predict_logs, origin)
+    figures.record(fault=f"network cut of a predict container for {cut_s:.0f} s (lease {ops_lease_s} s)", cycles=1,
+                   forecasts_lost=lost, duplicated=duplicated, horizons_rerun=sum(map(len, runs.values())) - 6,
+                   recover_s=round(recovered, 1))
+
+
+def test_redis_restart_with_aof_keeps_queued_and_scheduled_cycles_and_nobody_restarts(stack, figures):
+    _settle(stack)
+    queued, scheduled = origin_hours_ago(6), origin_hours_ago(7)
+    others = {name: stack.inspect(name, "{{.State.StartedAt}}")
+              for service in ("beat", "worker-predict", "worker-refresh", "worker-train", "flower")
+              for name in stack.containers(service)}
+    beat = LogWatch(stack.container("beat"))
+    try:
+        stack.compose("stop", "worker-fetch")  # nobody consumes `fetch`: the cycles wait in Redis
+        for origin, countdown in ((queued, 0), (scheduled, 30)):
+            stack.exec("worker-refresh", "celery", "-A", "workers", "call", "artq.cycle.dispatch",
+                       "--kwargs", json.dumps({"origin": origin.isoformat()}), "--countdown", str(countdown))
+        queued_before = stack.redis().llen("fetch")  # the two, and any the reconciler sent meanwhile
+        assert queued_before >= 2
+        start = time.monotonic()
+        stack.compose("restart", "redis", timeout=120)
+        stack.wait_healthy(stack.container("redis"), timeout=60)
+        assert stack.redis().llen("fetch") == queued_before, "queued cycles lost in the restart (append-only file)"
+        stack.compose("start", "worker-fetch")
+        stack.wait_healthy(stack.container("worker-fetch"), timeout=180)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and any(_tally(stack, o)[0] != HORIZONS for o in (queued, scheduled)):
+            time.sleep(2)
+        recovered = time.monotonic() - start
+        for origin in (queued, scheduled):
+            horizons, lost, duplicated = _tally(stack, origin)
+            assert (horizons, lost, duplicated) == (HORIZONS, 0, 0), origin
+        # beat sends again without a restart: the test stack's reconciler runs every 15 s
+        beat.wait_for(r"Scheduler: Sending due task", timeout=60)
+        for name, started in others.items():
+            assert stack.inspect(name, "{{.State.StartedAt}}") == started, f"{name} was restarted"
+        stack.wait_workers(5, timeout=60)
+    finally:
+        beat.close()
+        stack.compose("start", "worker-fetch")
+    figures.record(fault="restart Redis (append-only) with 1 queued + 1 scheduled cycle", cycles=2,
+                   forecasts_lost=sum(_tally(stack, o)[1] for o in (queued, scheduled)),
+                   duplicated=sum(_tally(stack, o)[2] for o in (queued, scheduled)), horizons_rerun=0,
+                   recover_s=round(recovered, 1))
+
+
+def test_mariadb_restart_mid_refresh_the_refresh_retries_and_nothing_is_half_written(stack, figures):
+    _settle(stack)
+    refresh = LogWatch(stack.container("worker-refresh"))
+    mariadb = stack.container("mariadb")
+    try:
+        for attempt, origin in enumerate((origin_hours_ago(8), origin_hours_ago(9), origin_hours_ago(10))):
+            proc = stack.run_cycle(origin)
+            refresh.wait_for(r"Task artq\.cycle\.refresh\[[^\]]+\] received", timeout=120)
+            run(["docker", "restart", "-t", "0", mariadb])
+            hit = time.monotonic()
+            code, out = wait_done(proc, timeout=400)
+            recovered = time.monotonic() - hit
+            assert code == 0, out
+            retried = bool(refresh.matching(r"artq\.cycle\.refresh\[[^\]]+\] retry"))
+            if retried or attempt == 2:
+                break
+            refresh.lines.clear()  # the refresh beat the restart: try again with another hour
+        horizons, lost, duplicated = _tally(stack, origin)
+        assert (horizons, lost, duplicated) == (HORIZONS, 0, 0)
+        assert [s for s, *_ in stack.run_status(origin)] == ["succeeded"]
+        actual_rows = stack.sql("SELECT COUNT(*) FROM dashboard_forecast_actual WHERE application=%s AND origin=%s",
+                                (APP, origin.replace(tzinfo=None)))[0][0]
+        assert actual_rows == 6, "the dashboard's forecast-vs-actual rows of the cycle are half written"
+        assert retried, "MariaDB went down three times without catching a refresh in flight"
+    finally:
+        refresh.close()
+    figures.record(fault="restart MariaDB (SIGKILL, start) mid-refresh", cycles=attempt + 1, forecasts_lost=lost,
+                   duplicated=duplicated, horizons_rerun=0, recover_s=round(recovered, 1))
+
+
+def test_stopping_the_stack_during_a_retrain_shuts_workers_down_warm(stack, figures):
+    """Last: stops the stack. The retrain in flight completes; no worker is killed (exit 137)."""
+    _settle(stack)
+    train = LogWatch(stack.container("worker-train"))
+    try:
+        stack.exec("worker-train", "python", "-c", f"from workers.tasks import train; print(train.delay({APP!r}).id)")
+        train.wait_for(r"Task artq\.model\.train\[[^\]]+\] received", timeout=60)
+        time.sleep(3)  # well into the training
+        start = time.monotonic()
+        stack.compose("stop", timeout=3900)
+        stopped = time.monotonic() - start
+        assert train.matching(r"Task artq\.model\.train\[[^\]]+\] succeeded"), "the retrain did not finish before the worker stopped"
+    finally:
+        train.close()
+    codes = {}
+    for service in ("worker-fetch", "worker-predict", "worker-refresh", "worker-train", "beat", "flower", "dashboard"):
+        for name in stack.containers(service):
+            codes[name] = int(stack.inspect(name, "{{.State.ExitCode}}"))
+    killed = {n: c for n, c in codes.items() if n.split("-")[-2] in ("fetch", "predict", "refresh", "train") and c != 0}
+    assert not killed, f"workers not shut down warm: {killed}"
+    figures.record(fault="stop the stack during a retrain", cycles=0, forecasts_lost=0, duplicated=0,
+                   horizons_rerun=0, recover_s=round(stopped, 1), exit_codes=codes)
