@@ -19,20 +19,21 @@ def dashboard(
     Per application: recent actual ART with the next six hours of forecasts and their
     intervals, percentile bands and the alert threshold, drivers, accuracy per horizon,
     alerts and the last cycles. The JSON is at /api/applications and /api/app/<name>.
-    All times are UTC.
+    All times are UTC. Set `dashboard.auth` (or ARTQ_DASHBOARD_USERNAME/_PASSWORD, ARTQ_DASHBOARD_TOKEN)
+    to require a login.
 
     Example: artq dashboard --port 8050
     """
     from artq.config import load_settings
     from artq.dashboard.alerts import rule_for
-    from artq.dashboard.server import make_server
+    from artq.dashboard.server import access_note, make_server
 
     settings = load_settings(config)
     for app in settings.applications:
         rule_for(settings, app.name)  # a bad alert override fails here, not on the first page view
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = make_server(settings, host, port)
-    typer.echo(f"artq dashboard on {server.url} ({len(settings.applications)} application(s)); Ctrl-C stops")
+    typer.echo(f"artq dashboard on {server.url} ({len(settings.applications)} application(s)); {access_note(settings, host)}; Ctrl-C stops")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

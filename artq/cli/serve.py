@@ -126,7 +126,7 @@ def serve(
     """
     from artq.config import load_settings
     from artq.dashboard.alerts import rule_for
-    from artq.dashboard.server import make_server
+    from artq.dashboard.server import access_note, make_server
     from artq.storage import migrate
 
     settings = load_settings(config)
@@ -144,7 +144,7 @@ def serve(
     stop, busy = threading.Event(), threading.Event()
     scheduler = threading.Thread(target=_loop, args=(cycles, stop, busy), name="artq-hourly", daemon=True)
     typer.echo(f"artq serve: dashboard on {server.url}; hourly cycle of {len(settings.applications)} application(s) "
-               f"{settings.dashboard.cycle_minute} min past each hour, in-process; Ctrl-C stops", err=False)
+               f"{settings.dashboard.cycle_minute} min past each hour, in-process; {access_note(settings, host)}; Ctrl-C stops")
     scheduler.start()
     try:
         server.serve_forever()

@@ -237,6 +237,17 @@ def _int_param(text: str) -> int:
         raise InputError(f"`hours` must be a whole number of hours. Got {text!r}.") from None
 
 
+def access_note(settings: Settings, host: str) -> str:
+    """One line on who may read the page (never the credentials themselves)."""
+    auth = settings.dashboard.auth
+    kinds = [k for k, on in (("HTTP Basic", bool(auth.username)), ("bearer token", bool(auth.token))) if on]
+    if kinds:
+        return "login required (" + " or ".join(kinds) + ")"
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return "no login (loopback only)"
+    return "WARNING: no login and not on loopback: anyone who reaches this port reads the dashboard; set dashboard.auth"
+
+
 def make_server(settings: Settings, host: str = "127.0.0.1", port: int = 8050) -> DashboardServer:
     """A ready server (not yet serving); ``port=0`` picks a free port (tests)."""
     db = open_database(settings.database_url)  # fails early, with a how-to-fix, on an unmigrated database

@@ -67,8 +67,8 @@
     const nav = $("apps");
     clear(nav);
     for (const a of applications) {
-      const dot = el("span", { class: "dot " + (a.last_origin ? (a.open_alerts ? "alert" : "") : "none"),
-                               title: a.open_alerts ? a.open_alerts + " open alert(s)" : "no open alert" });
+      const dot = el("span", { class: "dot " + (a.last_origin ? (a.open_alerts ? "alert" : a.stale ? "stale" : "") : "none"),
+                               title: (a.open_alerts ? a.open_alerts + " open alert(s)" : "no open alert") + (a.stale ? " · forecast stale" : "") });
       const b = el("button", { type: "button", "data-app": a.name, "aria-pressed": "false" }, [a.name, dot]);
       b.addEventListener("click", () => select(a.name));
       nav.append(b);
