@@ -41,3 +41,16 @@ def test_status_prints_stored_markup_as_text_and_fits_80_columns(tmp_path):
     text = " ".join(line.strip() for line in lines)
     assert "[/] closing tag [bold red]not markup[/bold red]" in text and "h3: [/]" in text
     assert "0.41/1.25/0.07" in text and text.count("reconciler") == 3
+
+
+def test_a_partial_cycle_exits_1_naming_its_failed_horizons(capsys):
+    import pytest
+    import typer
+
+    from artq.cli.core import _exit_on_failure
+
+    _exit_on_failure({"status": "succeeded", "failed": {}})  # returns: exit 0
+    with pytest.raises(typer.Exit) as exc:
+        _exit_on_failure({"status": "partial", "horizons_ok": [1, 2, 4, 5, 6], "failed": {"3": "model [/] missing"}})
+    assert exc.value.exit_code == 1
+    assert capsys.readouterr().err.strip() == "artq: cycle partial: horizons 3 failed: h3: model [/] missing"

@@ -109,3 +109,11 @@ def test_serve_runs_the_cycle_in_process_serves_the_page_and_stops_on_ctrl_c(tmp
             proc.wait()
     assert proc.returncode == 0, err
     assert "artq serve: stopped" in out and "Traceback" not in err
+
+
+def test_serve_with_a_broker_configured_is_a_one_line_mistake(tmp_path):
+    from tests.cli.test_parsing import artq
+
+    out = artq(tmp_path, "serve", extra_env={"ARTQ_BROKER_URL": "redis://127.0.0.1:6379/15"})
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith("artq: error: a broker is configured (`celery.broker_url` / ARTQ_BROKER_URL)")
