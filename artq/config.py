@@ -428,6 +428,11 @@ def _validate_numbers(s: Settings) -> None:
 def _validate_security(s: Settings, env: dict[str, str]) -> None:
     """Checks of values that may come from the environment (set after the dataclasses checked theirs)."""
     _validate_numbers(s)
+    for key, url in (("celery.broker_url", s.celery.broker_url), ("celery.result_backend", s.celery.result_backend)):
+        if url and not _looks_like_url(url):  # kombu would read a one-slash typo as a module name
+            raise ConfigError(
+                f"`{key}` must be a URL such as redis://:PASSWORD@HOST:6379/0. Got {mask_url(url)!r}."
+            )
     if s.source.url:
         try:
             parts = urlsplit(s.source.url)
@@ -449,6 +454,17 @@ def _validate_security(s: Settings, env: dict[str, str]) -> None:
     plausible_bounds(s.source.plausible)
     if s.source.ca_bundle and not Path(s.source.ca_bundle).expanduser().is_file():
         raise ConfigError(f"`source.ca_bundle` {s.source.ca_bundle!r} is not a file. Give the path of a PEM CA bundle.")
+
+
+def _looks_like_url(url: str) -> bool:
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme or not (scheme[0].isalpha() and all(c.isalnum() or c in "+.-" for c in scheme)):
+        return False
+    try:
+        _ = urlsplit(url).port  # raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return True
 
 
 def secret_values(settings: Settings, env: dict[str, str] | None = None) -> list[str]:

@@ -20,6 +20,9 @@ from tests.security.test_database_url import run_artq
         (b"backfill_days: 999999999", "`backfill_days` must be a finite number in 1..3660. Got 999999999."),
         (b"forecast: {training_days: 0}", "`forecast.training_days` must be a finite number in 1..3660. Got 0."),
         (b"source: {ca_bundle: /nonexistent/ca.pem}", "`source.ca_bundle` '/nonexistent/ca.pem' is not a file."),
+        (b"celery: {broker_url: 'redis:/:CanaryCfgSecret@127.0.0.1:6379/0'}",
+         "`celery.broker_url` must be a URL such as redis://:PASSWORD@HOST:6379/0. Got 'redis:/:***@127.0.0.1:6379/0'."),
+        (b"celery: {broker_url: 'redis://:CanaryCfgSecret@127.0.0.1:63x9/0'}", "`celery.broker_url` must be a URL"),
     ],
 )
 def test_bad_config_is_one_line_exit_2(tmp_path, content, message):
