@@ -48,12 +48,3 @@ def to_ms(t: datetime) -> int:
 
 def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def hours_between(start: datetime, end: datetime) -> list[datetime]:
-    """Hour starts in ``[start, end)``."""
-    out, t = [], floor_hour(start)
-    while t < end:
-        out.append(t)
-        t += HOUR
-    return out

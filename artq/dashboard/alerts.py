@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from artq.config import AlertSettings, Settings
 from artq.dashboard.bands import Band
 from artq.errors import ConfigError
+from artq.storage import repository as repo
 from artq.storage.models import Alert
 from artq.timeutil import HOUR, as_utc
 
@@ -226,18 +227,16 @@ def evaluate_alerts(
     if decision.action == "open":
         assert decision.first is not None
         key = alert_key(application, origin)
-        if session.scalar(select(Alert.id).where(Alert.key == key)) is not None:
-            return {"enabled": True, "action": "none", "key": key}  # this cycle's alert exists (resolved since)
         p = decision.first
-        session.add(Alert(
-            key=key, application=application, kind=KIND, status="open", severity="warning", opened_at=now,
+        opened = repo.record_alert(session, dict(
+            key=key, application=application, kind=KIND, opened_at=now,
             origin=origin, horizon=p.horizon, target_hour=as_utc(p.target_hour), predicted=round(p.compared(rule.compare), 3),
             threshold=round(p.threshold or 0.0, 3), lead_hours=lead_hours(p.horizon), message=_message(application, rule, p),
             details={"rule": rule.describe(), "compare": rule.compare, "last_origin": origin.isoformat(), "clear_since": None,
                      "drivers": [list(d) for d in p.drivers][:5], "latest": latest, "peak": latest["peak"]},
-            notify_attempts=0,
         ))
-        session.flush()
+        if not opened:
+            return {"enabled": True, "action": "none", "key": key}  # this cycle's alert exists (resolved since)
         return {"enabled": True, "action": "open", "key": key, "horizon": p.horizon, "lead_hours": lead_hours(p.horizon)}
     if current is None or decision.action in ("none", "stale"):
         return {"enabled": True, "action": decision.action}

@@ -9,8 +9,6 @@ from artq.errors import ModelError
 from artq.horizons import RECENT_HOURS
 from artq.pipeline.runtime import Runtime
 from artq.storage import repository as repo
-from artq.storage.db import upsert
-from artq.storage.models import Alert
 from artq.timeutil import as_utc, last_complete_hour, utcnow
 
 
@@ -41,11 +39,7 @@ def drift_step(rt: Runtime, application: str, now: datetime | None = None) -> di
     report = check_drift(bundle, frame, now=t0, errors=errors or None, recent_hours=RECENT_HOURS)
     if report.drifted:
         with rt.db.session() as s:
-            upsert(
-                s, Alert.__table__,
-                [dict(key=f"drift:{application}:{version}", application=application, kind="drift", status="open",
-                      severity="info", opened_at=utcnow(), message="; ".join(report.reasons)[:4000],
-                      details=report.as_dict(), notify_attempts=0)],
-                keys=("key",), update=("message", "details"),
-            )
+            repo.record_alert(s, dict(key=f"drift:{application}:{version}", application=application, kind="drift",
+                                      severity="info", opened_at=utcnow(), message="; ".join(report.reasons)[:4000],
+                                      details=report.as_dict()), refresh=("message", "details"))
     return {"application": application, "model_version": version, **report.as_dict()}

@@ -92,19 +92,15 @@ def check_freshness(rt: Runtime, now: datetime | None = None) -> dict[str, list[
                 alert.status, alert.resolved_at = "resolved", now
                 resolved.append(alert.application)
         if now.minute >= ops.freshness_minute:
-            keys = {freshness_key(a, origin): a for a in names if latest_done.get(a) != origin}
-            existing = set(s.scalars(select(Alert.key).where(Alert.key.in_(list(keys))))) if keys else set()
-            for key, application in keys.items():
-                if key in existing:
-                    continue
-                s.add(Alert(
-                    key=key, application=application, kind="freshness", status="open", severity="warning",
-                    opened_at=now, origin=origin, notify_attempts=0,
+            for application in (a for a in names if latest_done.get(a) != origin):
+                if repo.record_alert(s, dict(
+                    key=freshness_key(application, origin), application=application, kind="freshness",
+                    opened_at=now, origin=origin,
                     message=(f"{application}: no completed forecast cycle for {origin:%Y-%m-%d %H:00} UTC by "
                              f"minute {ops.freshness_minute} past the hour; see `artq status --app {application}`."),
                     details={"origin": origin.isoformat(), "checked_at": now.isoformat()},
-                ))
-                opened.append(application)
+                )):
+                    opened.append(application)
     return {"opened": opened, "resolved": resolved}
 
 

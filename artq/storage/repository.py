@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from artq.catalog import MAIN, TARGET_METRIC, series_name
 from artq.storage.db import upsert
 from artq.storage.models import (
+    Alert,
     Forecast,
     Observation,
     PipelineRun,
@@ -185,3 +186,23 @@ def recent_runs(session: Session, application: str | None = None, limit: int = 2
     if application:
         q = q.where(PipelineRun.application == application)
     return list(session.scalars(q))
+
+
+# -- alerts ---------------------------------------------------------------------------------
+
+
+def record_alert(session: Session, row: dict[str, Any], refresh: Sequence[str] = ()) -> bool:
+    """Open the alert ``row`` unless one with its ``key`` exists (one alert per key, never two).
+
+    An existing alert keeps its state and gets only the ``refresh`` columns updated (a drift
+    alert's latest reasons). Returns True when the alert was opened now. Every kind of alert
+    (breach expected, freshness, drift) is written here.
+    """
+    existing = session.scalar(select(Alert).where(Alert.key == row["key"]))
+    if existing is None:
+        session.add(Alert(**{"status": "open", "severity": "warning", "notify_attempts": 0, **row}))
+        session.flush()
+        return True
+    for column in refresh:
+        setattr(existing, column, row[column])
+    return False

@@ -94,7 +94,6 @@ def test_no_controller_configured_fails_in_one_line_naming_the_setting(tmp_path)
 def test_a_source_outage_closes_the_in_process_run_as_failed(trained_sqlite):
     """The controller stays away past the retry policy: the run is closed with the reason, no traceback."""
     from artq.pipeline.cycle import run_in_process
-    from artq.sources.simulator import Faults
 
     settings, t0, _ = trained_sqlite
     settings.source.url, settings.source.retries = "http://127.0.0.1:9", 0  # nothing listens there: refused

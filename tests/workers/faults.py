@@ -63,7 +63,7 @@ def refresh_step(rt, results, applications, origin, task_id=None):
     return _refresh_step(rt, results, applications, origin, task_id=task_id)
 
 
-def train_step(rt, application, tune=None):  # noqa: ARG001 - the task's signature
+def train_step(rt, application, tune=None):
     _mark("train", "")
     time.sleep(TRAIN_SLEEP_S)
     return {"application": application, "slept": TRAIN_SLEEP_S}
