@@ -179,6 +179,9 @@ def test_no_secret_leaks_anywhere(tmp_path, private_redis, canary_db, simulator)
             assert artq("status", env={"ARTQ_CONFIG": typo_cfg}, outputs=outputs).returncode == 2
             at_url = good_db.replace(pw_db, pw_db[:6] + "@" + pw_db[6:])
             assert artq("status", env=env_good | {"ARTQ_DATABASE_URL": at_url}, outputs=outputs).returncode == 2
+            typo_broker = broker.replace("redis://", "redis:/")
+            assert artq("run-cycle", "--celery", env=env_good | {"ARTQ_BROKER_URL": typo_broker},
+                        outputs=outputs).returncode == 2
             # -- a wrong controller password (Basic) on the CLI
             basic = {"ARTQ_SOURCE_CLIENT_SECRET": "", "ARTQ_SOURCE_USERNAME": "ops@customer1",
                      "ARTQ_SOURCE_PASSWORD": CANARIES["controller password"]}
