@@ -9,27 +9,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from artq.pipeline.runtime import Runtime, retry_safe
-from artq.storage.models import PipelineRun
+from artq.storage.models import DONE, PipelineRun, RunStatus
 from artq.timeutil import as_utc, utcnow
 
 logger = logging.getLogger(__name__)
-
-
-class RunStatus(StrEnum):
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    PARTIAL = "partial"  # some horizons stored, some failed
-    FAILED = "failed"
-
-
-DONE = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
+__all__ = ["DONE", "RunStatus", "describe", "done_applications", "fail_runs", "in_flight", "open_runs", "runs_of",
+           "update_runs"]
 
 
 def describe(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ its own rows.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -139,6 +140,18 @@ class Champion(Base):
     promoted_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class RunStatus(StrEnum):
+    """``pipeline_runs.status``: the one vocabulary of a cycle's outcome."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"  # some horizons stored, some failed
+    FAILED = "failed"
+
+
+DONE = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)  # a completed cycle: forecasts were stored
+
+
 class PipelineRun(Base):
     """One hourly cycle of one application: status, step timings, task ids, error."""
 
@@ -151,7 +164,7 @@ class PipelineRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     application: Mapped[str] = mapped_column(String(APP_LEN))
     origin: Mapped[datetime] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(16))  # artq.pipeline.runs.RunStatus
+    status: Mapped[str] = mapped_column(String(16))  # RunStatus
     trigger: Mapped[str] = mapped_column(String(32))  # beat | cli | demo | reconciler | ...
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
