@@ -140,6 +140,25 @@ class Champion(Base):
     promoted_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class Application(Base):
+    """An application artq forecasts: the list every worker reads at each step (no restart needed).
+
+    Seeded from ``applications`` in artq.yml; managed with ``artq apps`` and ``artq discover``.
+    """
+
+    __tablename__ = "applications"
+    __table_args__ = (UniqueConstraint("name", name="uq_applications_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(APP_LEN))
+    tiers: Mapped[Any] = mapped_column(JSON)  # the sub-servers, as the controller names its tiers
+    metrics: Mapped[Any] = mapped_column(JSON, nullable=True)  # catalog keys; None: the whole catalog
+    status: Mapped[str] = mapped_column(String(16))  # active | paused
+    added_by: Mapped[str] = mapped_column(String(16))  # config | cli | discover
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class RunStatus(StrEnum):
     """``pipeline_runs.status``: the one vocabulary of a cycle's outcome."""
 
