@@ -168,9 +168,12 @@ def _exit_on_failure(out: dict) -> None:
     if status == "succeeded":
         return
     failed = out.get("failed") or {}
-    reasons = "; ".join(f"h{h}: {why}" for h, why in sorted(failed.items(), key=lambda kv: int(kv[0]))) or out.get("error") or "no reason recorded"
-    which = f"horizons {', '.join(sorted(failed, key=int))} failed" if failed else "the cycle failed"
-    err_console.print(Text(f"artq: cycle {status}: {which}: {reasons}"), soft_wrap=True)
+    if failed:  # some horizons failed: name each with its reason
+        reasons = "; ".join(f"h{h}: {why}" for h, why in sorted(failed.items(), key=lambda kv: int(kv[0])))
+        line = f"horizons {', '.join(sorted(failed, key=int))} failed: {reasons}"
+    else:  # a step before the horizons (fetch, loading the model) failed: all six with one reason
+        line = f"no horizon forecast: {out.get('error') or 'no reason recorded'}"
+    err_console.print(Text(f"artq: cycle {status}: {line}"), soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -230,6 +233,8 @@ def demo(
     from artq.storage import repository as repo
 
     settings = _settings(config)
+    if not settings.source.url:
+        settings.source.simulate = True  # the demo is the one place that asks for the simulator by default
     name = settings.applications[0].name
     started = time.perf_counter()
     migrate(settings.database_url)
@@ -244,9 +249,7 @@ def demo(
             with _progress() as bar:
                 task = bar.add_task("backfill", total=days * 24)
                 run_backfill(rt, settings.application(name), first, t0 + timedelta(hours=1), progress=lambda d, t: bar.update(task, completed=d, total=t))
-        from artq.forecasting import registry
-
-        if registry.champion(settings.models_dir, name) is None:
+        if not rt.champions([name]):
             with console.status("training six horizon models"):
                 out = train_step(rt, name, tune=False, until=t0)
             console.print(f"trained version {out['version']}")
