@@ -1,4 +1,8 @@
-"""Celery beat's schedule: the hourly cycle for every configured application, the reconciler, retraining."""
+"""Celery beat's schedule: the hourly cycle, the reconciler, the hourly retraining plan.
+
+The schedule names no application: the tasks read the applications table when they run, so an
+application added, paused or removed needs no beat restart.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from celery.schedules import crontab
 from artq.config import Settings
 
 CYCLE_MINUTE = 5  # a few minutes past the hour, so the controller has the last hour complete
+PLAN_MINUTE = 35  # well after the cycle, whose forecasts the drift checks read
 
 
 def build_beat_schedule(settings: Settings) -> dict:
@@ -26,16 +31,10 @@ def build_beat_schedule(settings: Settings) -> dict:
             "options": {"expires": ops.reconcile_every_s},  # never let reconciler runs pile up
         },
     }
-    for app in settings.applications:
-        schedule[f"artq-weekly-train-{app.name}"] = {
-            "task": "artq.model.train",
-            "schedule": crontab(minute=30, hour=2, day_of_week="sun"),
-            "args": (app.name,),
-        }
-        # drift and staleness: retrains between the weekly runs when the world moved
-        schedule[f"artq-daily-drift-{app.name}"] = {
-            "task": "artq.model.drift",
-            "schedule": crontab(minute=40, hour=1),
-            "args": (app.name,),
-        }
+    # drift checks and retrains, staggered by application across the day and the week (artq/pipeline/retraining.py)
+    schedule["artq-retraining-plan"] = {
+        "task": "artq.model.plan",
+        "schedule": crontab(minute=PLAN_MINUTE),
+        "options": {"expires": 50 * 60},
+    }
     return schedule

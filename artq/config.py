@@ -44,6 +44,7 @@ def artq_home() -> Path:
 class ApplicationSettings:
     name: str
     tiers: list[str] = field(default_factory=lambda: list(DEFAULT_TIERS))
+    metrics: list[str] | None = None  # catalog keys to fetch (art included); None: the whole catalog
 
 
 # Plausible hourly values per metric: ART in ms (0..10 minutes), the others per minute. A value
@@ -229,6 +230,9 @@ class OperationsSettings:
       ``catch_up_max_hours``), not only the latest.
     - ``fleet_batch_size``: applications per batched cycle when a fleet is dispatched;
       ``fleet_fetch_threads``: concurrent controller requests of one batch's fetch.
+    - ``retrain_budget_per_hour``: at most this many retrains are queued per hour (weekly slots
+      and drifted applications; the rest wait an hour), so the train queue never outgrows its
+      workers.
     """
 
     freshness_minute: int = 20
@@ -242,14 +246,20 @@ class OperationsSettings:
     catch_up_max_hours: int = 24
     fleet_batch_size: int = 100
     fleet_fetch_threads: int = 8
+    retrain_budget_per_hour: int = 60  # retrains beat queues per hour at most (artq/pipeline/retraining.py)
+    retention_days: int = 400  # observations/forecasts older than this are dropped (0: keep forever); storage/retention.py
 
     def __post_init__(self) -> None:
         if not 0 <= self.freshness_minute <= 59:
             raise ConfigError(f"`operations.freshness_minute` must be in 0..59. Got {self.freshness_minute}.")
         for name in ("stuck_after_s", "reconcile_every_s", "cycle_lock_s", "visibility_timeout_s", "max_attempts",
-                     "catch_up_max_hours", "fleet_batch_size", "fleet_fetch_threads"):
+                     "catch_up_max_hours", "fleet_batch_size", "fleet_fetch_threads", "retrain_budget_per_hour"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"`operations.{name}` must be at least 1. Got {getattr(self, name)}.")
+        if isinstance(self.retention_days, bool) or not isinstance(self.retention_days, int) or not (
+                self.retention_days == 0 or 30 <= self.retention_days <= 36600):
+            raise ConfigError("`operations.retention_days` must be 0 (keep forever) or a whole number of days in "
+                              f"30..36600. Got {self.retention_days!r}.")
         if self.lease_renew_s < 0:
             raise ConfigError(f"`operations.lease_renew_s` must not be negative. Got {self.lease_renew_s}.")
         if self.lease_renew_s and self.visibility_timeout_s < 3 * self.lease_renew_s:
@@ -560,6 +570,13 @@ def _validate(s: Settings) -> None:
         seen.add(app.name)
         if not app.tiers:
             raise ConfigError(f"`applications[{i}].tiers` must list the sub-servers (at least one).")
+        if app.metrics is not None:
+            from artq.catalog import METRICS_BY_KEY, TARGET_METRIC
+
+            wrong = [m for m in app.metrics if m not in METRICS_BY_KEY]
+            if wrong or TARGET_METRIC not in app.metrics:
+                raise ConfigError(f"`applications[{i}].metrics` must name metrics of {', '.join(METRICS_BY_KEY)} and "
+                                  f"include {TARGET_METRIC!r}. Got {app.metrics!r}.")
     if s.forecast.horizons != 6:
         raise ConfigError(f"`forecast.horizons` must be 6 (one model per hour ahead). Got {s.forecast.horizons}.")
     if not 0.5 <= s.forecast.interval_coverage < 1:
@@ -572,6 +589,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"`source.chunk_hours` must be at least 1. Got {s.source.chunk_hours}.")
     if s.backfill_days < 1:
         raise ConfigError(f"`backfill_days` must be at least 1. Got {s.backfill_days}.")
+    if s.operations.retention_days and s.operations.retention_days < s.forecast.training_days + 14:
+        raise ConfigError(f"`operations.retention_days` ({s.operations.retention_days}) must exceed "
+                          f"`forecast.training_days` ({s.forecast.training_days}) by 14 days or more, or retraining "
+                          "would lose its history. Raise it, or set 0 to keep everything.")
     if s.database_url.split(":", 1)[0] not in {"sqlite", "mysql+mysqldb", "mysql", "mariadb+mysqldb", "postgresql", "postgresql+psycopg"}:
         raise ConfigError(
             f"`database_url` must be a SQLAlchemy URL such as sqlite:///artq.db or "

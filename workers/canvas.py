@@ -68,7 +68,7 @@ def start_cycles(app: Celery, rt: Runtime, applications: list[str], origin: date
     iso = origin.isoformat()
     names = list(dict.fromkeys(applications))
     for name in names:
-        rt.settings.application(name)
+        rt.application(name)  # unknown or paused: one line, nothing started
     done = runs.done_applications(rt, names, origin) if skip_done else set()
     todo = [n for n in names if n not in done]
     lock = cycle_lock(app)
@@ -95,7 +95,7 @@ def start_cycles(app: Celery, rt: Runtime, applications: list[str], origin: date
 
 def dispatch(app: Celery, rt: Runtime, origin: datetime, trigger: str = "beat") -> dict[str, Any]:
     """Start the cycle of every configured application for ``origin``; skip those done or in flight."""
-    report = start_cycles(app, rt, [a.name for a in rt.settings.applications], origin, trigger, skip_done=True)
+    report = start_cycles(app, rt, list(rt.applications()), origin, trigger, skip_done=True)
     report.pop("results")
     return report
 
@@ -127,8 +127,8 @@ def run_cycle(runtime: Runtime, application: str, origin: datetime | None = None
     from workers.factory import create_app
 
     origin = as_utc(origin) if origin else last_complete_hour()
-    runtime.settings.application(application)
     runtime.settings.require_source()
+    runtime.application(application)
     if not use_broker:
         out = run_in_process(runtime, [application], origin, trigger, progress=progress)[application]
         return {"application": application, "origin": origin.isoformat(), **out}

@@ -35,6 +35,7 @@ TASK_ROUTES = {
     "artq.ops.reconcile": {"queue": "refresh", "routing_key": "refresh"},
     "artq.model.train": {"queue": "train", "routing_key": "train"},
     "artq.model.drift": {"queue": "train", "routing_key": "train"},
+    "artq.model.plan": {"queue": "refresh", "routing_key": "refresh"},
 }
 
 TRAIN_TIME_LIMIT_S = 3600

@@ -135,10 +135,20 @@ def _train(self, application: str, tune: bool | None = None) -> dict:
 
 @shared_task(name="artq.model.drift", base=PolicyTask, bind=True, soft_time_limit=540, time_limit=600)
 def _drift(self, application: str) -> dict:
-    """Beat's daily check: queue a retrain when errors or inputs drifted, or the model is stale."""
-    out = drift_step(runtime_of(self.app), application)
-    if out["drifted"]:
-        out["train_task"] = self.app.send_task("artq.model.train", args=[application]).id
+    """An application's daily check: a drift opens an alert, which the next plan turns into a retrain."""
+    return drift_step(runtime_of(self.app), application)
+
+
+@shared_task(name="artq.model.plan", base=PolicyTask, bind=True, soft_time_limit=120, time_limit=180)
+def _plan(self) -> dict:
+    """Beat's hourly entry for models: this hour's drift checks and retrains, within the budget."""
+    from artq.pipeline.retraining import plan
+
+    out = plan(runtime_of(self.app))
+    for name in out["drift"]:
+        self.app.send_task("artq.model.drift", args=[name])
+    for name in out["train"]:
+        self.app.send_task("artq.model.train", args=[name])
     return out
 
 
@@ -155,3 +165,4 @@ dispatch = _on_worker_app("artq.cycle.dispatch")
 reconcile = _on_worker_app("artq.ops.reconcile")
 train = _on_worker_app("artq.model.train")
 drift = _on_worker_app("artq.model.drift")
+plan = _on_worker_app("artq.model.plan")

@@ -26,7 +26,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},  # `-h` shows help, like `--help`
 )
 
-COMMAND_MODULES = ("core", "simulator", "backtest", "models", "dashboard", "ops", "serve")
+COMMAND_MODULES = ("core", "apps", "simulator", "backtest", "models", "dashboard", "ops", "serve")
 
 
 def version() -> str:
@@ -55,13 +55,7 @@ def root(
 
 def _register_all() -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"artq.cli.{name}")
-        except ModuleNotFoundError as exc:  # a command module not written yet
-            if exc.name == f"artq.cli.{name}":
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(f"artq.cli.{name}").register(app)
 
 
 _register_all()

@@ -67,10 +67,11 @@ def fetch_step(rt: Runtime, applications: list[str], origin: datetime, task_id: 
     """
     started = time.perf_counter()
     failed: dict[str, str] = {}
-    known = {a.name: a for a in rt.settings.applications}
+    known = rt.applications()  # read now: an application added or paused a minute ago counts
     for name in applications:
         if name not in known:
-            failed[name] = f"fetch: application {name!r} is not configured; add it to `applications` in the config."
+            failed[name] = (f"fetch: application {name!r} is not in the active applications (removed or paused since "
+                            "the cycle started); see `artq apps list`.")
     try:
         rt.settings.require_source()
     except ConfigError as exc:

@@ -20,7 +20,7 @@ def drift_step(rt: Runtime, application: str, now: datetime | None = None) -> di
     """
     from artq.forecasting.drift import check_drift
 
-    rt.settings.application(application)
+    rt.application(application)
     t0 = as_utc(now) if now else last_complete_hour()
     try:
         bundle, version = rt.champion(application)

@@ -46,7 +46,7 @@ class IngestSummary:
 
 def _ingest_window(rt: Runtime, app: ApplicationSettings, start: datetime, end: datetime, summary: IngestSummary) -> None:
     """Fetch ``[start, end)`` and store it in one transaction: all of the window or none of it."""
-    result = rt.client.fetch_hours(app.name, app.tiers, start, end)
+    result = rt.client.fetch_hours(app.name, app.tiers, start, end, metrics=app.metrics)
     with rt.db.session() as s:
         summary.stored += repo.store_observations(s, app.name, result.values)
         summary.missing += repo.record_gaps(s, app.name, result.missing)

@@ -77,7 +77,7 @@ def check_freshness(rt: Runtime, now: datetime | None = None) -> dict[str, list[
     now = now or utcnow()
     origin = last_complete_hour(now)
     ops = rt.settings.operations
-    names = [a.name for a in rt.settings.applications]
+    names = list(rt.applications())
     opened, resolved = [], []
     with rt.db.session() as s:
         latest_done = dict(s.execute(
@@ -126,7 +126,7 @@ def cycles_due(rt: Runtime, now: datetime | None = None) -> list[tuple[str, date
     for application, origin in rows:
         have.setdefault(application, set()).add(as_utc(origin))
     due = []
-    for app in rt.settings.applications:
+    for app in rt.applications().values():
         seen = have.get(app.name, set())
         if latest not in seen:
             due.append((app.name, latest))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from artq.config import Settings
-from artq.errors import ModelError, SourceUnavailable, StorageError
+from artq.errors import ConfigError, ModelError, SourceUnavailable, StorageError
 from artq.storage.db import Database
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ class Runtime:
         self._client: AppDynamicsClient | None = None
         self._simulator: Any = None
         self._models: dict[tuple[str, str], Any] = {}
+        self._seeded = False
         self._lock = threading.Lock()
 
     @property
@@ -112,6 +113,40 @@ class Runtime:
 
             self._client = AppDynamicsClient.from_settings(self.settings.source, base_url=self.source_url)
         return self._client
+
+    def applications(self, include_paused: bool = False) -> dict[str, Any]:
+        """``{name: ApplicationSettings}`` from the applications table, read now (never a stale view)."""
+        from artq.pipeline import applications as apps
+
+        self._seed()
+        with self.db.session() as s:
+            return {r.name: apps.settings_of(r) for r in apps.listed(s, include_paused=include_paused)}
+
+    def application(self, name: str) -> Any:
+        """One application's settings; a one-line ConfigError naming the closest one if unknown or paused."""
+        from artq.pipeline import applications as apps
+
+        self._seed()
+        with self.db.session() as s:
+            row = apps.get(s, name)
+            if row.status != apps.AppStatus.ACTIVE:
+                raise ConfigError(f"application {name!r} is paused; resume it with `artq apps resume {name}`.")
+            return apps.settings_of(row)
+
+    def _seed(self) -> None:
+        """Once per process: the config's applications are always in the table."""
+        if self._seeded:
+            return
+        from sqlalchemy.exc import IntegrityError
+
+        from artq.pipeline import applications as apps
+
+        try:
+            with self.db.session() as s:
+                apps.seed(s, self.settings)
+        except IntegrityError:  # another process seeded the same names at the same moment: theirs stand
+            pass
+        self._seeded = True
 
     def champions(self, applications: list[str]) -> dict[str, str]:
         """``{application: champion version}`` for those that have one (one query)."""

@@ -28,7 +28,7 @@ def train_step(rt: Runtime, application: str, *, tune: bool | None = None, until
     from artq.forecasting import train_bundle
     from artq.forecasting.features import FEATURES_VERSION
 
-    app = rt.settings.application(application)
+    app = rt.application(application)
     fs = rt.settings.forecast
     end = until or last_complete_hour()
     start = end - timedelta(days=fs.training_days) + timedelta(hours=1)

@@ -197,8 +197,24 @@ class AppDynamicsClient:
             raise InvalidResponse("applications response: expected a JSON array of objects with a string `name`.")
         return body
 
-    def fetch_hours(self, application: str, tiers: Sequence[str], start: datetime, end: datetime) -> FetchResult:
-        """Hourly values of every metric on the main server and ``tiers``, complete hours in [start, end).
+    def tiers(self, application: str) -> list[dict]:
+        """The application's tiers (``name``, ``numberOfNodes``, ...), as the controller lists them."""
+        return self._listing(f"{REST_PATH}/applications/{quote(application, safe='')}/tiers", application, "tiers")
+
+    def nodes(self, application: str) -> list[dict]:
+        """The application's nodes (``name``, ``tierName``, ...), as the controller lists them."""
+        return self._listing(f"{REST_PATH}/applications/{quote(application, safe='')}/nodes", application, "nodes")
+
+    def _listing(self, path: str, application: str, what: str) -> list[dict]:
+        body = decode_json(self._get(path, {"output": "JSON"}, application=application).content, f"{what} response")
+        if not isinstance(body, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in body):
+            raise InvalidResponse(f"{what} response of {application!r}: expected a JSON array of objects with a string `name`.")
+        return body
+
+    def fetch_hours(self, application: str, tiers: Sequence[str], start: datetime, end: datetime,
+                    metrics: Sequence[str] | None = None) -> FetchResult:
+        """Hourly values of every metric (or of ``metrics``, catalog keys) on the main server and
+        ``tiers``, complete hours in [start, end).
 
         All or nothing: every response is validated before anything is returned.
         """
@@ -226,6 +242,11 @@ class AppDynamicsClient:
         values, implausible = check_plausible(values, self.plausible)
         rejected += implausible
         missing += [(server, metric, hour) for server, metric, hour, _ in implausible]
+        if metrics is not None:  # the two wildcard requests bring every leaf; keep the application's set
+            keep = set(metrics)
+            values = [v for v in values if v.metric in keep]
+            missing = [m for m in missing if m[1] in keep]
+            rejected = [r for r in rejected if r[1] in keep]
         return FetchResult(values, missing, self._calls() - calls_before, rejected)
 
     # ---- request planning ---------------------------------------------------------------
