@@ -373,11 +373,11 @@ def test_dependencies_wait_on_health_or_completion():
                 ), f"{name} waits for {dep} to be healthy, but {dep} has no health check"
 
 
-def test_models_volume_is_shared_by_train_and_predict_workers():
+def test_models_volume_is_shared_by_the_workers_that_read_or_write_models():
     services = _compose()["services"]
     for name, argv in _artq_services().items():
         queues = _queues(argv)
-        if {"train", "predict"} & set(queues):
+        if {"train", "predict", "fetch"} & set(queues):  # fetch builds feature rows from the champion
             mounts = services[name].get("volumes", [])
             assert f"models:{MODELS_DIR}" in mounts, f"{name} must mount the models volume at {MODELS_DIR}"
             assert services[name]["environment"]["ARTQ_MODELS_DIR"] == MODELS_DIR

@@ -214,7 +214,7 @@ class Stack:
         out = {}
         for name, watch in watches.items():
             out[name] = [int(m.group(1)) for _, line in watch.matching(r"artq\.cycle\.predict\[.*\] succeeded.*" + stamp)
-                         for m in [re.search(r"'horizon': (\d+)", line)] if m]
+                         for m in [re.search(r"'horizon': (\d+)", line)] if m and f"'{APP}'" in line]
         return out
 
 

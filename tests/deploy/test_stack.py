@@ -108,9 +108,11 @@ def test_dashboard_renders_in_chromium_on_the_host(stack):
 
 
 def test_train_delay_from_a_container_registers_a_model_every_predict_replica_uses(stack, predict_logs):
+    # tune=True: a new fingerprint, so a new version even on the same data (an unchanged
+    # training is not registered again)
     code = (
         "import json; from workers.tasks import train; "
-        f"print(json.dumps(train.delay({APP!r}).get(timeout=900)))"
+        f"print(json.dumps(train.delay({APP!r}, tune=True).get(timeout=900)))"
     )
     out = stack.exec("worker-train", "python", "-c", code, timeout=960).stdout
     result = json.loads(out.strip().splitlines()[-1])
@@ -130,8 +132,8 @@ def test_train_delay_from_a_container_registers_a_model_every_predict_replica_us
     assert all(runs.values()), f"every replica should forecast with {version}: {runs}"
     for watch in predict_logs.values():
         stamp = origin.strftime("%Y-%m-%dT%H:%M:%S")
-        versions = {m.group(1) for _, line in watch.matching(r"artq\.cycle\.predict\[.*succeeded.*" + stamp)
-                    for m in [re.search(r"'model_version': '([^']+)'", line)] if m}
+        versions = {m.group(1) or m.group(2) for _, line in watch.matching(r"artq\.cycle\.predict\[.*succeeded.*" + stamp)
+                    for m in [re.search(rf"'model_version': '([^']+)'|'versions': {{[^}}]*'{APP}': '([^']+)'", line)] if m}
         assert versions == {version}, (watch.container, versions)
 
 

@@ -164,15 +164,22 @@ def test_mariadb_restart_mid_refresh_the_refresh_retries_and_nothing_is_half_wri
 def test_stopping_the_stack_during_a_retrain_shuts_workers_down_warm(stack, figures):
     """Last: stops the stack. The retrain in flight completes; no worker is killed (exit 137)."""
     _settle(stack)
+    # one more day of history: new training data, so the retrain really trains (an unchanged
+    # one returns at once)
+    stack.exec("worker-fetch", "artq", "backfill", "--app", APP, "--days", "32", timeout=600)
     train = LogWatch(stack.container("worker-train"))
     try:
-        stack.exec("worker-train", "python", "-c", f"from workers.tasks import train; print(train.delay({APP!r}).id)")
+        stack.exec("worker-train", "python", "-c", f"from workers.tasks import train; print(train.delay({APP!r}, tune=True).id)")
         train.wait_for(r"Task artq\.model\.train\[[^\]]+\] received", timeout=60)
-        time.sleep(3)  # well into the training
+        time.sleep(2)  # into the training
         start = time.monotonic()
-        stack.compose("stop", timeout=3900)
+        stack.compose("stop", timeout=900)
         stopped = time.monotonic() - start
-        assert train.matching(r"Task artq\.model\.train\[[^\]]+\] succeeded"), "the retrain did not finish before the worker stopped"
+        done = train.matching(r"Task artq\.model\.train\[[^\]]+\] succeeded")
+        assert done, "the retrain did not finish before the worker stopped"
+        assert "unchanged" not in done[0][1], "the retrain had nothing to train: the stop caught no training"
+        warm = train.matching(r"[Ww]arm shutdown")
+        assert warm and warm[0][0] < done[0][0], "the stop should have begun while the retrain ran"
     finally:
         train.close()
     codes = {}
