@@ -27,7 +27,7 @@ from artq.forecasting.features import FeatureBuilder, check_frame, ensure_rows, 
 from artq.forecasting.intervals import ConformalInterval, empirical_coverage
 from artq.forecasting.screening import screen_inputs
 from artq.forecasting.transforms import BaseColumns, TargetTransform
-from artq.forecasting.tuning import Member, fit_final, fit_matrix, select, train_booster  # noqa: F401 (Member: re-export)
+from artq.forecasting.tuning import Member, clipped, fit_final, fit_matrix, select, train_booster  # noqa: F401 (Member: re-export)
 from artq.timeutil import as_utc
 
 Progress = Callable[[str, int, int], None]
@@ -120,14 +120,35 @@ class ModelBundle:
     # ---- the arithmetic every prediction path shares ----------------------------------------
     def values(self, X: np.ndarray, horizon: int) -> np.ndarray:
         """Point forecasts (original units) for feature rows ``X`` (columns ``feature_names_``):
-        the mean of the horizon's members; a naive member (no trees) is its base."""
+        the mean of the horizon's members; a naive member (no trees) is its base. Rows that lie
+        outside what the models were trained on (:meth:`unfamiliar`) get the last value instead."""
         cols = self.base_columns
         out = np.zeros(len(X))
         members = self.members_[horizon]
         for m, b in zip(members, self.boosters_[horizon], strict=True):
-            raw = np.zeros(len(X)) if m.n_rounds == 0 else b.inplace_predict(X, validate_features=False)
+            raw = np.zeros(len(X)) if m.n_rounds == 0 else clipped(b.inplace_predict(X, validate_features=False), m.params)
             out += m.transform.decode(raw, X, cols)
-        return out / len(members)
+        out /= len(members)
+        odd = self.unfamiliar(X)
+        if odd.any():
+            out[odd] = TargetTransform.inv(X[odd, cols.level])
+        return out
+
+    def unfamiliar(self, X: np.ndarray) -> np.ndarray:
+        """Rows whose level relative to the last 3, 24 and 168 hours lies far outside the training
+        rows' range (a level shift, or an extreme hour at the origin): there the trees would
+        extrapolate what they learned in another regime; persistence is what they must not lose to."""
+        guard = self.metrics_.get("guard") if isinstance(self.metrics_, dict) else None
+        if not guard:
+            return np.zeros(len(X), dtype=bool)
+        cached = self.__dict__.get("_guard")
+        if cached is None or cached[0] is not guard:
+            idx = np.array([self.feature_names_.index(f) for f in guard["features"]])
+            cached = (guard, idx, np.asarray(guard["low"], dtype=float), np.asarray(guard["high"], dtype=float))
+            self.__dict__["_guard"] = cached
+        v = X[:, cached[1]]
+        with np.errstate(invalid="ignore"):
+            return ((v < cached[2]) | (v > cached[3])).any(axis=1)
 
     def bounds(self, value: float, horizon: int, recent: np.ndarray) -> tuple[float, float]:
         """Interval around one forecast; ``recent``: out-of-sample residuals, oldest first."""
@@ -221,10 +242,13 @@ class ModelBundle:
         self._check_horizon(horizon)
         return self._predict(frame, origin, [horizon])[0]
 
-    def predict_all(self, frame: pd.DataFrame, origin: datetime) -> list[HorizonForecast]:
-        return self._predict(frame, origin, list(range(1, self.horizons + 1)))
+    def predict_all(self, frame: pd.DataFrame, origin: datetime, drivers: bool = True) -> list[HorizonForecast]:
+        """The six horizons; ``drivers=False`` leaves the drivers empty (they cost about a third of
+        the time; :meth:`drivers` computes them on demand from a feature row)."""
+        return self._predict(frame, origin, list(range(1, self.horizons + 1)), drivers)
 
-    def _predict(self, frame: pd.DataFrame, origin: datetime, horizons: list[int]) -> list[HorizonForecast]:
+    def _predict(self, frame: pd.DataFrame, origin: datetime, horizons: list[int],
+                 with_drivers: bool = True) -> list[HorizonForecast]:
         if not isinstance(origin, datetime):
             raise InputError(f"`origin` must be a datetime on a whole UTC hour. Got {origin!r}.")
         origin = pd.Timestamp(as_utc(origin))
@@ -238,13 +262,14 @@ class ModelBundle:
             raise InputError(f"`origin` {origin.isoformat()} is not a row of `frame`.")
         if past[self.target].notna().sum() == 0:
             raise NotEnoughData(f"no known `{self.target}` value in the {self.history_hours_needed} hours up to {origin.isoformat()}.")
-        got = self._forecast(past, pd.DatetimeIndex([origin]), horizons, with_drivers=True)
+        got = self._forecast(past, pd.DatetimeIndex([origin]), horizons, with_drivers=with_drivers)
         out = []
         for h in horizons:
             value, lower, upper, drivers = got[h]
             out.append(HorizonForecast(
                 horizon=h, origin=origin.to_pydatetime(), target_hour=(origin + pd.Timedelta(hours=h)).to_pydatetime(),
-                value=float(value[0]), lower=lower[0], upper=upper[0], coverage=self.coverage, drivers=drivers[0],
+                value=float(value[0]), lower=lower[0], upper=upper[0], coverage=self.coverage,
+                drivers=drivers[0] if with_drivers else [],
             ))
         return out
 
@@ -317,6 +342,7 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
         arrays = bundle.builder.arrays(frame, positions, range(1, s.horizons + 1), check=False)
     final_cols = bundle.base_columns
     fnames = bundle.feature_names_
+    guard = _guard(arrays[1][rows_of[1][0]], fnames, target)
     per_h: dict[str, dict] = {}
     snaive_scale = float(np.nanmean(np.abs(y_window[24:] - y_window[:-24]))) if len(y_window) > 24 else float("nan")
     for h in range(1, s.horizons + 1):
@@ -346,6 +372,7 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
         "seasonal_naive_168_mean_mae": mean("seasonal_naive_168_mae"), "last_value_mean_mae": mean("last_value_mae"),
         "mean_coverage": mean("coverage"), "horizons": per_h,
         "inputs": {"used": list(used), "screened_in": list(screened), "dropped": dropped},
+        "guard": guard,
     }
     window = frame.index[in_window]
     bundle.training_window_ = {"start": window[0].isoformat(), "end": window[-1].isoformat(),
@@ -354,6 +381,19 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
     bundle.input_ranges_ = {c: _ranges(win[c]) for c in [target, *used]}
     bundle.spike_threshold_ = float(np.nanquantile(y_window, 0.95))
     return bundle
+
+
+GUARD_FEATURES = ("med_3", "med_24", "med_168")
+GUARD_SLACK = 0.5  # the accepted range: the training rows' 1st..99th percentiles, widened by half their span
+
+
+def _guard(X: np.ndarray, names: list[str], target: str) -> dict:
+    """The range of the level-gap features over the training rows (see :meth:`ModelBundle.unfamiliar`)."""
+    feats = [f"{target}_{f}" for f in GUARD_FEATURES]
+    v = X[:, [names.index(f) for f in feats]]
+    lo, hi = np.nanpercentile(v, 1, axis=0), np.nanpercentile(v, 99, axis=0)
+    slack = GUARD_SLACK * (hi - lo)
+    return {"features": feats, "low": [float(x) for x in lo - slack], "high": [float(x) for x in hi + slack]}
 
 
 def _horizon_metrics(sel, y: np.ndarray, snaive_scale: float, coverage: float, used: list[str]) -> dict:

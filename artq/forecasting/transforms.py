@@ -7,11 +7,17 @@ read from the origin's feature row (so from rows at or before the origin):
 - ``last``: the anchor ``a0``, the last known value (persistence);
 - ``sdelta``: ``a0`` plus the median over the last 7 days of the change from the origin's hour
   to the target hour — the daily shape, re-levelled to now, so a drifting baseline costs nothing;
+- ``wdelta``: ``a0`` plus last week's change from the origin's hour to the target hour — the
+  weekday's own shape, re-levelled to now (needs a week of history; falls back to ``sdelta``);
 - ``smed``: the median of the same hour over the last 7 days (robust seasonal profile, not
   anchored: for series that return to a stable daily shape);
 - ``weekly``: the same hour a week before (seasonal naive 168) — not anchored to now; it needs a week of history (rows without it are left out of training, a
   forecast without it falls back to ``sdelta``);
 - ``daily``: the same hour a day before (seasonal naive 24).
+
+The bases that copy one past day or week (``daily``, ``weekly``, ``wdelta``) are kept within
+``max(3 x the 24-hour MAD, 0.15)`` (log scale) of their 7-day-median counterparts, so an outage
+last week is not copied into this week's forecast.
 
 With no trees (``n_rounds == 0``) a transform *is* the naive forecast of its base, which is how
 the naive forecasts compete in model selection.
@@ -26,9 +32,18 @@ import numpy as np
 from artq.forecasting.features import slog, slog_inv
 
 SCALES = ("log",)
-BASES = ("last", "sdelta", "smed", "weekly", "daily")
+BASES = ("last", "sdelta", "wdelta", "smed", "weekly", "daily")
 NAIVE_LABELS = {"last": "last value", "daily": "seasonal naive 24 h", "weekly": "seasonal naive 168 h",
-                "sdelta": "last value + daily shape", "smed": "median of the same hour, last 7 days"}
+                "sdelta": "last value + daily shape", "wdelta": "last value + last week's shape", "smed": "median of the same hour, last 7 days"}
+
+
+BAND_MADS = 3.0
+MIN_BAND = 0.15  # log scale: +-16 %
+
+
+def _within(v: np.ndarray, centre: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """``v`` clipped to ``centre +- band`` (unchanged where the centre is unknown)."""
+    return np.where(np.isnan(centre), v, np.clip(v, centre - band, centre + band))
 
 
 @dataclass(frozen=True)
@@ -40,12 +55,15 @@ class BaseColumns:
     day: int
     week: int
     smed: int
+    week_origin: int
+    mad: int
 
     @classmethod
     def of(cls, feature_names: list[str], target: str) -> BaseColumns:
         pos = {n: i for i, n in enumerate(feature_names)}
         return cls(pos[f"{target}_level"], pos[f"{target}_seasonal_step"], pos[f"{target}_same_hour_1d"],
-                   pos[f"{target}_same_hour_7d"], pos[f"{target}_same_hour_med_7d"])
+                   pos[f"{target}_same_hour_7d"], pos[f"{target}_same_hour_med_7d"], pos[f"{target}_lag_168"],
+                   pos[f"{target}_mad_24"])
 
 
 @dataclass(frozen=True)
@@ -85,12 +103,19 @@ class TargetTransform:
         if self.base == "sdelta":
             step = X[:, cols.step]
             return a0 + np.where(np.isnan(step), 0.0, step)
-        return a0 + X[:, {"weekly": cols.week, "daily": cols.day, "smed": cols.smed}[self.base]]
+        if self.base == "smed":
+            return a0 + X[:, cols.smed]
+        # a single past day or week is copied, so an outage in it would be copied too: keep the
+        # copy within a band around its 7-day median counterpart
+        band = np.fmax(BAND_MADS * X[:, cols.mad], MIN_BAND)
+        if self.base == "wdelta":
+            return a0 + _within(X[:, cols.week] - X[:, cols.week_origin], X[:, cols.step], band)
+        return a0 + _within(X[:, cols.week if self.base == "weekly" else cols.day], X[:, cols.smed], band)
 
     def base_for_forecast(self, X: np.ndarray, cols: BaseColumns) -> np.ndarray:
         """Like :meth:`base_values`, falling back to ``sdelta`` where a seasonal base is missing."""
         b = self.base_values(X, cols)
-        if self.base in ("weekly", "daily", "smed"):
+        if self.base in ("weekly", "daily", "smed", "wdelta"):
             b = np.where(np.isnan(b), TargetTransform(self.scale, "sdelta").base_values(X, cols), b)
         return b
 

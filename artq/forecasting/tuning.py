@@ -8,10 +8,11 @@ rows, so no fitted target hour lies inside the fold it is scored on. Never a ran
 Candidates, simplest first:
 
 1. the naive forecasts — last value, seasonal naive 24 h and 168 h, last value plus the daily
-   shape, the 7-day same-hour median (:mod:`artq.forecasting.transforms`) — which cost no fit;
+   or last week's shape, the 7-day same-hour median (:mod:`artq.forecasting.transforms`) — which
+   cost no fit;
 2. a tree model (absolute-error loss: one extreme hour cannot drag it) of the difference to an
-   anchored base (``last``, ``sdelta``), then to the better of the two seasonal bases (``smed``,
-   ``weekly``: not anchored), on the target's own history;
+   anchored base (``last``, ``sdelta``), then to the best of the other bases on the folds
+   (``wdelta``, or ``smed`` / ``weekly``: not anchored), on the target's own history;
 3. the best of those with the screened inputs (:mod:`artq.forecasting.screening`);
 4. the best model averaged with the best naive forecast.
 
@@ -20,7 +21,8 @@ ratio (to the last value's MAE, fold by fold) is at least ``MARGIN`` lower *and*
 lower MAE on a majority of folds. So where a model cannot beat persistence, persistence is what
 ships (the guardrail), and a short lucky block cannot promote a model.
 
-The number of boosting rounds is read off the fold curves (mean MAE over folds per round).
+The number of boosting rounds is read off the fold curves (mean MAE over folds per round; each
+fold's fit stops early once its curve has not improved for ``EARLY_STOPPING`` rounds).
 The out-of-sample residuals of all folds calibrate the conformal intervals.
 """
 
@@ -40,15 +42,16 @@ DEFAULT_PARAMS: dict = {
     "objective": "reg:absoluteerror",
     "tree_method": "hist",
     "max_depth": 4,
-    "eta": 0.1,
+    "eta": 0.15,
     "subsample": 0.8,
     "colsample_bytree": 0.7,
     "min_child_weight": 8.0,
     "lambda": 1.0,
     "max_bin": 64,
 }
-MAX_ROUNDS = 160
+MAX_ROUNDS = 120
 MIN_ROUNDS = 10
+EARLY_STOPPING = 20  # a fold's fit stops when its test MAE has not improved for this many rounds
 SELECTION_ROWS = 24 * 56  # folds cover the most recent 8 weeks of origins at most
 N_FOLDS = 3
 MIN_FIT_ROWS = 72  # a fold model needs this many rows to learn from
@@ -135,16 +138,31 @@ def _set_target(dm: xgb.DMatrix, z: np.ndarray) -> None:
     dm.set_weight(ok.astype(np.float32))  # rows without a base weigh nothing
 
 
+def clip_range(z: np.ndarray) -> list[float]:
+    """The model output's accepted range: the training targets' 0.5th..99.5th percentiles, so a
+    forecast never moves further from its base than 99 % of the training hours did (a leaf fitted
+    on a few outage hours cannot throw an ordinary hour into outage territory)."""
+    z = z[np.isfinite(z)]
+    lo, hi = np.percentile(z, [0.5, 99.5]) if len(z) else (-np.inf, np.inf)
+    return [float(min(lo, 0.0)), float(max(hi, 0.0))]
+
+
+def clipped(raw: np.ndarray, params: dict) -> np.ndarray:
+    c = params.get("clip")
+    return raw if c is None else np.clip(raw, c[0], c[1])
+
+
 def train_booster(dtrain: xgb.DMatrix, params: dict, seed: int, rounds: int,
                   dtest: xgb.DMatrix | None = None, curve: list | None = None) -> xgb.Booster:
-    p = {**params, "seed": seed, "nthread": _threads(dtrain.num_row()), "verbosity": 0}
+    p = {k: v for k, v in params.items() if k != "clip"}  # ours, not XGBoost's
+    p = {**p, "seed": seed, "nthread": _threads(dtrain.num_row()), "verbosity": 0}
     if rounds == 0:  # the naive member: no trees, predicts a zero difference, i.e. the base itself
         return xgb.train({**p, "base_score": 0.0}, dtrain, num_boost_round=0)
     if dtest is None:
         return xgb.train(p, dtrain, num_boost_round=rounds)
     res: dict = {}
     booster = xgb.train({**p, "eval_metric": "mae"}, dtrain, num_boost_round=rounds, evals=[(dtest, "t")],
-                        evals_result=res, verbose_eval=False)
+                        evals_result=res, verbose_eval=False, early_stopping_rounds=EARLY_STOPPING)
     if curve is not None:
         curve.append(np.asarray(res["t"]["mae"], dtype=float))
     return booster
@@ -152,7 +170,9 @@ def train_booster(dtrain: xgb.DMatrix, params: dict, seed: int, rounds: int,
 
 def fit_final(X: np.ndarray, y: np.ndarray, member: Member, cols: BaseColumns, hidden: np.ndarray,
               names: list[str], seed: int) -> xgb.Booster:
+    """Fit ``member`` on all rows; its ``params["clip"]`` becomes these rows' :func:`clip_range`."""
     z = member.transform.encode(y, X, cols)
+    member.params = {**member.params, "clip": clip_range(z)}
     ok = np.isfinite(z)
     dm = fit_matrix(X[ok], hidden, names)
     dm.set_label(z[ok])
@@ -205,22 +225,25 @@ class FoldData:
 
     def model(self, base: str, params: dict, seed: int, inputs: bool = False) -> Candidate | None:
         tr = TargetTransform("log", base)
-        curves, boosters = [], []
+        curves, boosters, clips = [], [], []
         for k, (fit, _) in enumerate(self.splits):
             z = tr.encode(self.y[fit], self.X[fit], self.cols)
             if np.isfinite(z).sum() < MIN_FIT_ROWS:
                 return None  # e.g. a weekly base on two weeks of data: only its naive form competes
+            clips.append(clip_range(z))
             dfit, dtest = self.matrices(k, inputs)
             _set_target(dfit, z)
             zt = tr.encode(self.y[self.splits[k][1]], self.X[self.splits[k][1]], self.cols)
             _set_target(dtest, zt)
             boosters.append(train_booster(dfit, params, seed, MAX_ROUNDS, dtest, curves))
-        mean_curve = np.nanmean(np.vstack(curves), axis=0)
+        length = max(MIN_ROUNDS, min(len(c) for c in curves))  # folds stop early at different rounds
+        mean_curve = np.nanmean(np.vstack([np.pad(c[:length], (0, length - len(c[:length])), mode="edge")
+                                           for c in curves]), axis=0)
         n_rounds = MIN_ROUNDS + int(np.argmin(mean_curve[MIN_ROUNDS - 1 :]))
         preds = []
         for k, (_, tst) in enumerate(self.splits):
             m = boosters[k].predict(self.matrices(k, inputs)[1], iteration_range=(0, n_rounds))
-            preds.append(tr.decode(m, self.X[tst], self.cols))
+            preds.append(tr.decode(clipped(m, {"clip": clips[k]}), self.X[tst], self.cols))
         label = f"model {base}" + (" + inputs" if inputs else "")
         return self._candidate(label, [Member(tr, dict(params), n_rounds, inputs)], 2 if inputs else 1, preds)
 
@@ -246,6 +269,21 @@ def _beats(c: Candidate, inc: Candidate, margin: float) -> bool:
     return c.score < inc.score * (1 - margin) and wins > len(c.fold_mae) / 2
 
 
+def _best_naive(X: np.ndarray, y: np.ndarray, cols: BaseColumns, naives: list[Candidate]) -> Candidate:
+    """The naive forecast to beat. Naive forecasts need no fit rows, so they are compared on every
+    recent row where all of them exist (on short histories the folds hold few rows with a value of
+    the same hour last week); on the folds only when fewer than two days of such rows exist."""
+    recent = slice(max(0, len(X) - SELECTION_ROWS), len(X))
+    Xr, yr = X[recent], y[recent]
+    preds = [c.members[0].transform.base_values(Xr, cols) for c in naives]
+    ok = np.isfinite(yr) & np.all(np.isfinite(preds), axis=0)
+    if ok.sum() < 48:
+        return min(naives, key=lambda c: c.score)
+    z = TargetTransform.fwd(yr[ok])
+    maes = [float(np.mean(np.abs(TargetTransform.inv(p[ok]) - TargetTransform.inv(z)))) for p in preds]
+    return naives[int(np.argmin(maes))]
+
+
 def select(X: np.ndarray, y: np.ndarray, horizon: int, cols: BaseColumns, level: int, exog_cols: np.ndarray,
            trials: int, seed: int, progress: Callable[[str], None] | None = None) -> Selection:
     """Choose the horizon's forecast among naive forecasts, anchored models and blends (module doc)."""
@@ -261,12 +299,13 @@ def select(X: np.ndarray, y: np.ndarray, horizon: int, cols: BaseColumns, level:
             c.score = float(np.nanmean(r)) if np.isfinite(r).any() else float("inf")
         return c
 
-    naives = [scored(ref)] + [scored(data.naive(b)) for b in ("daily", "weekly", "sdelta", "smed")]
+    naives = [scored(ref)] + [scored(data.naive(b)) for b in ("daily", "weekly", "sdelta", "wdelta", "smed")]
     everything = list(naives)
-    best_naive = min(naives, key=lambda c: c.score)
+    best_naive = _best_naive(X, y, cols, naives)
     choice = best_naive
     models: list[Candidate] = []
-    seasonal = min((c for c in naives if c.members[0].transform.base in ("weekly", "smed")), key=lambda c: c.score)
+    seasonal = min((c for c in naives if c.members[0].transform.base in ("weekly", "smed", "wdelta")),
+                   key=lambda c: c.score)
     for base in ("last", "sdelta", seasonal.members[0].transform.base):
         c = scored(data.model(base, DEFAULT_PARAMS, seed))
         if progress:

@@ -39,6 +39,7 @@ NAB = DATA / "nab-aws-cloudwatch" / "hourly"
 MS = DATA / "ms-cloud-monitoring"
 CACHE = HERE / ".cache"  # peer forecasts per dataset and peers.py version (git-ignored)
 SETTINGS = ForecastSettings(training_days=90, min_training_hours=168, seed=0)
+NAIVE = ("last_value", "seasonal_naive_24", "seasonal_naive_168")
 SHORT = dict(test_hours=96, refit_every=24)  # 14-day series: 4 refits, 96 origins
 LONG = dict(test_hours=672, refit_every=168)  # long series: 4 weeks of origins, weekly refit
 
@@ -133,16 +134,18 @@ def run_one(name: str, frame: pd.DataFrame, target: str, test_hours: int, refit_
     pred = report.predictions.copy()
     if peers:
         peer_forecasts(name, frame, target, test_hours, refit_every, pred, seconds)
-    models = ["artq", "seasonal_naive_24", "seasonal_naive_168", *([*PEERS] if peers else [])]
+    models = ["artq", *NAIVE, *([*PEERS] if peers else [])]
     res = {m: score(pred, m, report.scale) for m in models}
     d = report.as_dict()
     res["artq"]["coverage"] = d["coverage"]
     res["artq"]["coverage_by_h"] = [d["horizons"][str(h)]["coverage"] for h in range(1, 7)]
     others = {m: r["mae"] for m, r in res.items() if m != "artq" and np.isfinite(r["mae"])}
     best = min(others, key=others.get)
+    naive = min(NAIVE, key=lambda m: res[m]["mae"])
     return {"dataset": name, "target": target, "exog": exog[:8] + (["..."] if len(exog) > 8 else []),
-            "rows": len(frame), "test_hours": test_hours, "refit_every": refit_every, "models": res,
-            "best_other": best, "artq_vs_best": res["artq"]["mae"] / others[best] - 1, "seconds": seconds}
+            "inputs_used": d["inputs_used"], "rows": len(frame), "test_hours": test_hours, "refit_every": refit_every,
+            "models": res, "best_other": best, "artq_vs_best": res["artq"]["mae"] / others[best] - 1,
+            "best_naive": naive, "artq_vs_naive": res["artq"]["mae"] / res[naive]["mae"], "seconds": seconds}
 
 
 def train_speed(frame: pd.DataFrame) -> dict:
@@ -153,42 +156,78 @@ def train_speed(frame: pd.DataFrame) -> dict:
     return {"rows": len(frame), "columns": frame.shape[1], "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c}
 
 
+SHORT_NAMES = {"artq": "artq", "last_value": "last", "seasonal_naive_24": "snaive24", "seasonal_naive_168": "snaive168",
+               "skforecast_direct": "skforecast", "mlforecast_direct": "mlforecast", "statsforecast_mstl": "MSTL"}
+
+
+def _gm(x) -> float:
+    x = np.asarray([v for v in x if np.isfinite(v) and v > 0], dtype=float)
+    return float(np.exp(np.mean(np.log(x)))) if len(x) else float("nan")
+
+
 def markdown(results: list[dict], speed: dict | None, meta: dict) -> str:
     models = list(results[0]["models"])
-    short = {"artq": "artq", "seasonal_naive_24": "snaive24", "seasonal_naive_168": "snaive168",
-             "skforecast_direct": "skforecast", "mlforecast_direct": "mlforecast", "statsforecast_mstl": "MSTL"}
+    short = SHORT_NAMES
     lines = [f"Run {meta['started']} on {meta['host']}: `{meta['command']}`", "",
-             "Mean MAE over horizons 1..6 (lower is better); **bold** = best; artq coverage of its 80 % interval.", "",
-             "| dataset | rows | origins | " + " | ".join(short[m] for m in models) + " | artq vs best other | artq coverage |",
-             "|---|---:|---:|" + "---:|" * len(models) + "---:|---:|"]
+             "Mean MAE over horizons 1..6 (lower is better); **bold** = best; `artq ÷ best` = artq's MAE over the "
+             "best other model's; `÷ naive` = over the best of the three naive forecasts; coverage of artq's 80 % interval.", "",
+             "| dataset | rows | origins | " + " | ".join(short[m] for m in models)
+             + " | artq ÷ best (model) | artq ÷ naive | coverage | inputs used |",
+             "|---|---:|---:|" + "---:|" * len(models) + "---:|---:|---:|---|"]
     for r in results:
         maes = {m: r["models"][m]["mae"] for m in models}
         best = min((v for v in maes.values() if np.isfinite(v)), default=np.nan)
         cells = [(f"**{v:.4g}**" if v == best else f"{v:.4g}") if np.isfinite(v) else "fail" for v in maes.values()]
+        used = ", ".join(r.get("inputs_used") or []) or "-"
         lines.append(f"| {r['dataset']} | {r['rows']} | {r['test_hours']} | " + " | ".join(cells)
-                     + f" | {r['artq_vs_best']:+.1%} ({short[r['best_other']]}) | {r['models']['artq']['coverage']:.1%} |")
-    lines += ["", "artq's MAE relative to each model, geometric mean over the datasets (negative: artq better), "
-              "and the number of datasets where artq is better:", "",
-              "| vs | all datasets | real data | simulator |", "|---|---:|---:|---:|"]
+                     + f" | {1 + r['artq_vs_best']:.3f} ({short[r['best_other']]}) | {r['artq_vs_naive']:.3f} "
+                     f"| {r['models']['artq']['coverage']:.1%} | {used} |")
+    rel = np.array([1 + r["artq_vs_best"] for r in results])
+    vs_naive = np.array([r["artq_vs_naive"] for r in results])
+    cov = np.array([r["models"]["artq"]["coverage"] for r in results])
+    worst = results[int(np.argmax(vs_naive))]["dataset"]
+    in_band = int(((cov >= 0.75) & (cov <= 0.85)).sum())
+    lines += ["", "**Goals of issue 11**", "",
+              f"- Geometric mean of artq ÷ the per-dataset best other model: **{_gm(rel):.3f}** (goal ≤ 0.95); "
+              f"artq is the best on {int((rel < 1).sum())}/{len(rel)} datasets.",
+              f"- Worst dataset's artq ÷ best naive forecast: **{vs_naive.max():.3f}** on {worst} (goal ≤ 1.0); "
+              f"artq at or below the best naive on {int((vs_naive <= 1.0).sum())}/{len(vs_naive)} datasets; geometric mean {_gm(vs_naive):.3f}.",
+              f"- Coverage of the 80 % interval within 75–85 %: **{in_band}/{len(cov)}** datasets "
+              f"({in_band / len(cov):.0%}; goal ≥ 90 %); mean {cov.mean():.1%}, range {cov.min():.1%}..{cov.max():.1%}."]
+    lines += ["", "artq's MAE ÷ each model's, geometric mean over the datasets, and the number of datasets where artq "
+              "is better:", "", "| vs | all datasets | real data | simulator |", "|---|---:|---:|---:|"]
     for m in models[1:]:
         cells = []
         for subset in (results, [r for r in results if not r["dataset"].startswith("sim_")],
                        [r for r in results if r["dataset"].startswith("sim_")]):
             ratio = [r["models"]["artq"]["mae"] / r["models"][m]["mae"] for r in subset
                      if np.isfinite(r["models"][m]["mae"]) and r["models"][m]["mae"] > 0]
-            cells.append(f"{np.exp(np.mean(np.log(ratio))) - 1:+.1%} ({sum(x < 1 for x in ratio)}/{len(ratio)})" if ratio else "-")
+            cells.append(f"{_gm(ratio):.3f} ({sum(x < 1 for x in ratio)}/{len(ratio)})" if ratio else "-")
         lines.append(f"| {short[m]} | " + " | ".join(cells) + " |")
-    rel = np.array([r["artq_vs_best"] for r in results])
-    cov = np.array([r["models"]["artq"]["coverage"] for r in results])
-    gm = float(np.exp(np.mean(np.log1p(rel)))) - 1
-    lines += ["", f"- artq vs the best other model per dataset (chosen after the fact, a different one per dataset): geometric mean {gm:+.1%}; artq better on "
-              f"{int((rel < 0).sum())}/{len(rel)} datasets, at least 10 % better on {int((rel <= -0.1).sum())}/{len(rel)}.",
-              f"- artq interval coverage (nominal 80 %): mean {cov.mean():.1%}, range {cov.min():.1%}..{cov.max():.1%}; "
-              f"within 5 points on {int((np.abs(cov - 0.8) <= 0.05).sum())}/{len(cov)} datasets."]
+    lines += ["", "Per horizon: artq's MAE ÷ the best other model's at that horizon (and ÷ the best naive forecast's):", "",
+              "| dataset | " + " | ".join(f"h{h}" for h in range(1, 7)) + " |", "|---|" + "---:|" * 6]
+    per_h_best, per_h_naive = [[] for _ in range(6)], [[] for _ in range(6)]
+    for r in results:
+        cells = []
+        for h in range(6):
+            a = r["models"]["artq"]["mae_by_h"][h]
+            others = [r["models"][m]["mae_by_h"][h] for m in models[1:] if np.isfinite(r["models"][m]["mae_by_h"][h])]
+            naive = min(r["models"][m]["mae_by_h"][h] for m in NAIVE)
+            per_h_best[h].append(a / min(others))
+            per_h_naive[h].append(a / naive)
+            cells.append(f"{a / min(others):.2f} ({a / naive:.2f})")
+        lines.append(f"| {r['dataset']} | " + " | ".join(cells) + " |")
+    lines.append("| **geometric mean** | " + " | ".join(f"**{_gm(b):.3f}** ({_gm(n):.3f})"
+                                                     for b, n in zip(per_h_best, per_h_naive, strict=True)) + " |")
+    lines += ["", "artq's interval coverage per horizon (nominal 80 %):", "",
+              "| dataset | " + " | ".join(f"h{h}" for h in range(1, 7)) + " |", "|---|" + "---:|" * 6]
+    for r in results:
+        lines.append(f"| {r['dataset']} | " + " | ".join(f"{c:.0%}" if c is not None else "-"
+                                                          for c in r["models"]["artq"]["coverage_by_h"]) + " |")
     if speed:
         when = f" (measured {meta['speed_measured']})" if meta.get("speed_measured") else ""
-        lines.append(f"- Training six models on a year of simulated hourly data ({speed['rows']} rows x {speed['columns']} "
-                     f"columns, no tuning): {speed['wall_s']:.1f} s wall, {speed['cpu_s']:.1f} s CPU{when}.")
+        lines += ["", f"- Training six models on a year of simulated hourly data ({speed['rows']} rows x {speed['columns']} "
+                  f"columns, no tuning): {speed['wall_s']:.1f} s wall, {speed['cpu_s']:.1f} s CPU{when}."]
     return "\n".join(lines) + "\n"
 
 

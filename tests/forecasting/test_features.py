@@ -53,7 +53,7 @@ def test_feature_names_are_predictable(synth):
     names = FeatureBuilder("art", EXOG).feature_names
     for expected in ["art_level", "art_lag_1", "art_lag_23", "art_med_24", "art_med_168", "art_same_hour_1d",
                      "art_same_hour_7d", "art_same_hour_med_7d", "art_seasonal_step", "cpm_s1_dev_24",
-                     "art_s2_delta_1", "epm_s1_lag_0", "art_missing_0", "exog_missing_0", "target_hour",
+                     "art_s2_delta_1", "epm_s1_dev_3", "art_missing_0", "exog_missing_0", "target_hour",
                      "target_weekday"]:
         assert expected in names
     assert len(names) == len(set(names))

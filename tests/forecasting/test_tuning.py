@@ -42,7 +42,7 @@ def test_selection_scores_every_candidate_on_the_same_fold_rows(synth):
     X, y, cols, level, exog = _problem(synth, 3)
     sel = tuning.select(X, y, 3, cols, level, exog, 0, 0)
     labels = [c.label for c in sel.candidates]
-    for naive in ("naive last", "naive daily", "naive weekly", "naive sdelta", "naive smed"):
+    for naive in ("naive last", "naive daily", "naive weekly", "naive sdelta", "naive wdelta", "naive smed"):
         assert naive in labels  # the naive forecasts compete, unfitted
     assert "model last" in labels and "model sdelta" in labels
     assert all(len(c.fold_mae) == len(sel.fold_ends) for c in sel.candidates)
