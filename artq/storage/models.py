@@ -58,7 +58,9 @@ class Observation(Base):
     application: Mapped[str] = mapped_column(String(APP_LEN))
     server: Mapped[str] = mapped_column(String(SERVER_LEN))
     metric: Mapped[str] = mapped_column(String(METRIC_LEN))
-    hour: Mapped[datetime] = mapped_column(UTCDateTime())
+    # in the primary key because MariaDB partitions by it (migration 0006, storage/retention.py);
+    # SQLite keeps its INTEGER PRIMARY KEY (id) so that it still autoincrements
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     value: Mapped[float] = mapped_column(Double)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -92,7 +94,7 @@ class Forecast(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     application: Mapped[str] = mapped_column(String(APP_LEN))
-    origin: Mapped[datetime] = mapped_column(UTCDateTime())
+    origin: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)  # MariaDB partition key (0006)
     horizon: Mapped[int] = mapped_column(Integer)
     target_hour: Mapped[datetime] = mapped_column(UTCDateTime())
     value: Mapped[float] = mapped_column(Double)
@@ -226,7 +228,7 @@ class DashboardForecastActual(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     application: Mapped[str] = mapped_column(String(APP_LEN))
-    origin: Mapped[datetime] = mapped_column(UTCDateTime())
+    origin: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)  # MariaDB partition key (0006)
     horizon: Mapped[int] = mapped_column(Integer)
     target_hour: Mapped[datetime] = mapped_column(UTCDateTime())
     forecast: Mapped[float] = mapped_column(Double)
