@@ -246,7 +246,6 @@ class OperationsSettings:
     catch_up_max_hours: int = 24
     fleet_batch_size: int = 100
     fleet_fetch_threads: int = 8
-    retention_days: int = 400  # observations/forecasts older than this are dropped (0: keep forever); storage/retention.py
     retrain_budget_per_hour: int = 60  # retrains beat queues per hour at most (artq/pipeline/retraining.py)
     retention_days: int = 400  # observations/forecasts older than this are dropped (0: keep forever); storage/retention.py
 
@@ -257,10 +256,6 @@ class OperationsSettings:
                      "catch_up_max_hours", "fleet_batch_size", "fleet_fetch_threads", "retrain_budget_per_hour"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"`operations.{name}` must be at least 1. Got {getattr(self, name)}.")
-        if isinstance(self.retention_days, bool) or not isinstance(self.retention_days, int) or not (
-                self.retention_days == 0 or 30 <= self.retention_days <= 36600):
-            raise ConfigError("`operations.retention_days` must be 0 (keep forever) or a whole number of days in "
-                              f"30..36600. Got {self.retention_days!r}.")
         if isinstance(self.retention_days, bool) or not isinstance(self.retention_days, int) or not (
                 self.retention_days == 0 or 30 <= self.retention_days <= 36600):
             raise ConfigError("`operations.retention_days` must be 0 (keep forever) or a whole number of days in "
@@ -594,10 +589,6 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"`source.chunk_hours` must be at least 1. Got {s.source.chunk_hours}.")
     if s.backfill_days < 1:
         raise ConfigError(f"`backfill_days` must be at least 1. Got {s.backfill_days}.")
-    if s.operations.retention_days and s.operations.retention_days < s.forecast.training_days + 14:
-        raise ConfigError(f"`operations.retention_days` ({s.operations.retention_days}) must exceed "
-                          f"`forecast.training_days` ({s.forecast.training_days}) by 14 days or more, or retraining "
-                          "would lose its history. Raise it, or set 0 to keep everything.")
     if s.operations.retention_days and s.operations.retention_days < s.forecast.training_days + 14:
         raise ConfigError(f"`operations.retention_days` ({s.operations.retention_days}) must exceed "
                           f"`forecast.training_days` ({s.forecast.training_days}) by 14 days or more, or retraining "
