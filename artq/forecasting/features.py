@@ -29,7 +29,7 @@ import pandas as pd
 
 from artq.errors import InputError, NotEnoughData
 
-FEATURES_VERSION = 4
+FEATURES_VERSION = 5
 LOOKBACK_HOURS = 168
 """Oldest row any feature reads, counted back from the origin (same hour last week, 168-hour median)."""
 TARGET_LOOKBACK_HOURS = LOOKBACK_HOURS
@@ -37,7 +37,7 @@ TARGET_LOOKBACK_HOURS = LOOKBACK_HOURS
 EXOG_LOOKBACK_HOURS = 24
 """Hours before the origin that any other series' features read (24-hour median, 1-hour delta)."""
 
-TARGET_LAGS = (1, 2, 3, 6, 12, 23, 168)
+TARGET_LAGS = (1, 2, 3, 6, 12, 23, 24, 168)
 TARGET_MEDIANS = (3, 24, 168)
 DAYS = 7  # same-hour medians over the last week
 HOUR_NS = 3_600_000_000_000
@@ -143,7 +143,8 @@ class FeatureBuilder:
     def base_names(self) -> list[str]:
         n = self.target
         names = [f"{n}_level"] + [f"{n}_lag_{k}" for k in TARGET_LAGS] + [f"{n}_med_{w}" for w in TARGET_MEDIANS]
-        names += [f"{n}_mad_24", f"{n}_max_24", f"{n}_min_24", f"{n}_missing_0", f"{n}_missing_24"]
+        names += [f"{n}_mad_24", f"{n}_max_24", f"{n}_min_24", f"{n}_origin_med_7d", f"{n}_missing_0",
+                  f"{n}_missing_24"]
         for c in self.exog:  # movements only: an input's raw level drifts out of the training range
             names += [f"{c}_dev_24", f"{c}_delta_1", f"{c}_dev_3"]
         if self.exog:
@@ -181,6 +182,7 @@ class FeatureBuilder:
         cols.append(_nanmedian(np.abs(day - med24[:, None])))
         cols.append(_nanreduce(np.nanmax, day) - a0)
         cols.append(_nanreduce(np.nanmin, day) - a0)
+        cols.append(_nanmedian(W[:, [last - 24 * k for k in range(1, DAYS + 1)]]) - a0)  # the origin's hour, last 7 days
         cols.append((~known[:, last]).astype(float))
         cols.append((~known[:, last - 23 :]).sum(axis=1).astype(float))
         if self.exog:

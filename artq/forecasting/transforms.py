@@ -57,13 +57,17 @@ class BaseColumns:
     smed: int
     week_origin: int
     mad: int
+    day_origin: int
+    smed_origin: int
+    recent: int
 
     @classmethod
     def of(cls, feature_names: list[str], target: str) -> BaseColumns:
         pos = {n: i for i, n in enumerate(feature_names)}
         return cls(pos[f"{target}_level"], pos[f"{target}_seasonal_step"], pos[f"{target}_same_hour_1d"],
                    pos[f"{target}_same_hour_7d"], pos[f"{target}_same_hour_med_7d"], pos[f"{target}_lag_168"],
-                   pos[f"{target}_mad_24"])
+                   pos[f"{target}_mad_24"], pos[f"{target}_lag_24"], pos[f"{target}_origin_med_7d"],
+                   pos[f"{target}_med_3"])
 
 
 @dataclass(frozen=True)
@@ -113,10 +117,20 @@ class TargetTransform:
         return a0 + _within(X[:, cols.week if self.base == "weekly" else cols.day], X[:, cols.smed], band)
 
     def base_for_forecast(self, X: np.ndarray, cols: BaseColumns) -> np.ndarray:
-        """Like :meth:`base_values`, falling back to ``sdelta`` where a seasonal base is missing."""
+        """Like :meth:`base_values`, falling back to ``sdelta`` where a seasonal base is missing,
+        and where a base that is not anchored to now (``daily``, ``weekly``, ``smed``) misses the
+        last three hours' level by more than its band: the level has shifted since the day or
+        week it copies, and a copy would forecast the old level."""
         b = self.base_values(X, cols)
         if self.base in ("weekly", "daily", "smed", "wdelta"):
-            b = np.where(np.isnan(b), TargetTransform(self.scale, "sdelta").base_values(X, cols), b)
+            anchored = TargetTransform(self.scale, "sdelta").base_values(X, cols)
+            b = np.where(np.isnan(b), anchored, b)
+            if self.base != "wdelta":
+                then = X[:, {"weekly": cols.week_origin, "daily": cols.day_origin, "smed": cols.smed_origin}[self.base]]
+                band = np.fmax(BAND_MADS * X[:, cols.mad], MIN_BAND)
+                with np.errstate(invalid="ignore"):
+                    shifted = np.abs(X[:, cols.recent] - then) > band
+                b = np.where(shifted, anchored, b)
         return b
 
     def encode(self, y: np.ndarray, X: np.ndarray, cols: BaseColumns) -> np.ndarray:
