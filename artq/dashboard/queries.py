@@ -21,7 +21,8 @@ from artq.dashboard.alerts import KIND, rule_for
 from artq.dashboard.bands import load_actual_art
 from artq.dashboard.labels import label_drivers
 from artq.dashboard.refresh import in_sample, training_windows
-from artq.errors import InputError
+from artq.errors import ConfigError, InputError
+from artq.storage import repository as repo
 from artq.storage.models import (
     Alert,
     DashboardAccuracy,
@@ -55,17 +56,18 @@ def _r(v: float | None, nd: int = 1) -> float | None:
 
 
 def applications(session: Session, settings: Settings, now: datetime | None = None) -> list[dict[str, Any]]:
-    """The configured applications with their latest cycle, freshness and open-alert count, for the picker."""
+    """The applications being forecast, with their latest cycle, freshness and open-alert count, for the picker."""
     now = now or utcnow()
     out = []
-    for app in settings.applications:
-        run = session.scalar(select(PipelineRun).where(PipelineRun.application == app.name)
+    names = repo.active_applications(session) or [a.name for a in settings.applications]  # empty before the first run
+    for name in names:
+        run = session.scalar(select(PipelineRun).where(PipelineRun.application == name)
                              .order_by(PipelineRun.origin.desc()).limit(1))
-        open_alerts = session.scalars(select(DashboardActiveAlert.id).where(DashboardActiveAlert.application == app.name)).all()
-        shown = session.scalar(select(DashboardLatestForecast.origin).where(DashboardLatestForecast.application == app.name)
+        open_alerts = session.scalars(select(DashboardActiveAlert.id).where(DashboardActiveAlert.application == name)).all()
+        shown = session.scalar(select(DashboardLatestForecast.origin).where(DashboardLatestForecast.application == name)
                                .order_by(DashboardLatestForecast.origin.desc()).limit(1))
-        fresh = freshness(session, settings, app.name, None if shown is None else as_utc(shown), now)
-        out.append({"name": app.name, "last_origin": _iso(run.origin) if run else None,
+        fresh = freshness(session, settings, name, None if shown is None else as_utc(shown), now)
+        out.append({"name": name, "last_origin": _iso(run.origin) if run else None,
                     "last_status": run.status if run else None, "open_alerts": len(open_alerts),
                     "stale": fresh["stale"], "age_minutes": fresh["age_minutes"]})
     return out
@@ -105,7 +107,11 @@ def freshness(session: Session, settings: Settings, name: str, shown: datetime |
 def application_view(session: Session, settings: Settings, name: str, hours: int = 72,
                      now: datetime | None = None) -> dict[str, Any]:
     """Everything the page shows for one application."""
-    settings.application(name)  # ConfigError with the known names for an unknown one
+    configured = {a.name: list(a.tiers) for a in settings.applications}  # the table's seed, before the first run
+    tiers = repo.application_tiers(session, name) or configured.get(name)
+    if tiers is None:
+        raise ConfigError(f"unknown application {name!r}; see `artq apps list` (configured: "
+                          f"{', '.join(sorted(configured)) or 'none'}).")
     if not 1 <= hours <= MAX_HOURS:
         raise InputError(f"`hours` must be in 1..{MAX_HOURS}. Got {hours}.")
     now = now or utcnow()
@@ -131,7 +137,7 @@ def application_view(session: Session, settings: Settings, name: str, hours: int
         "rule": rule.describe() if rule.enabled else "alerts disabled",
         "compare": rule.compare,  # which value the page holds against the threshold: forecast | upper
         "actual": actual,
-        "forecast": _forecast(session, name, latest, settings.application(name).tiers),
+        "forecast": _forecast(session, name, latest, tiers),
         "past_forecast": _past_forecast(session, name, end, hours),
         "accuracy": _accuracy(session, name),
         "validation": _validation(session, name, latest),

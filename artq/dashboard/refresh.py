@@ -81,7 +81,8 @@ def refresh_dashboard(session: Session, settings: Settings, application: str, or
 
     history = load_actual_art(session, application, origin - timedelta(days=HISTORY_DAYS), origin)
     rule = rule_for(settings, application)
-    tiers = settings.application(application).tiers
+    tiers = repo.application_tiers(session, application) or next(  # the table every worker reads, or its seed
+        (list(a.tiers) for a in settings.applications if a.name == application), [])
     band_set = BandSet(history, origin)
     points = []
     band_rows = []

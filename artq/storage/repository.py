@@ -15,6 +15,7 @@ from artq.catalog import MAIN, TARGET_METRIC, series_name
 from artq.storage.db import upsert
 from artq.storage.models import (
     Alert,
+    Application,
     Forecast,
     Observation,
     PipelineRun,
@@ -206,3 +207,14 @@ def record_alert(session: Session, row: dict[str, Any], refresh: Sequence[str] =
     for column in refresh:
         setattr(existing, column, row[column])
     return False
+
+
+def application_tiers(session: Session, name: str) -> list[str] | None:
+    """The tiers of ``name`` in the applications table, or None when it is not listed."""
+    tiers = session.scalar(select(Application.tiers).where(Application.name == name))
+    return None if tiers is None else list(tiers)
+
+
+def active_applications(session: Session) -> list[str]:
+    """Names of the applications being forecast (the table every worker reads), sorted."""
+    return list(session.scalars(select(Application.name).where(Application.status == "active").order_by(Application.name)))
