@@ -164,8 +164,10 @@ def _wait(rt: Runtime, application: str, origin: datetime, timeout_s: float, pro
         if progress and now - said >= 5:
             said = now
             fetched = state is not None and state[3] is not None
-            stage = (f"fetch done, {stored} of {len(HORIZONS)} horizons stored, waiting for "
-                     + ("the refresh (queue refresh)" if stored == len(HORIZONS) else "predict workers (queue predict)")
-                     if fetched else "a fetch worker (queue fetch)")
+            if not fetched:
+                stage = "waiting for a fetch worker (queue fetch)"
+            else:
+                pending = "the refresh (queue refresh)" if stored == len(HORIZONS) else "predict workers (queue predict)"
+                stage = f"fetch done, {stored} of {len(HORIZONS)} horizons stored, waiting for {pending}"
             progress(f"{now - started:.0f} s: {stage}")
         time.sleep(0.25)

@@ -40,7 +40,8 @@ def _settings(config: Path | None) -> Settings:
 
 
 def _app_name(settings: Settings, app: str | None) -> str:
-    return settings.application(app).name if app else settings.applications[0].name
+    """The named application (checked against the applications table where it is used), or the config's first."""
+    return app or settings.applications[0].name
 
 
 def _runtime(settings: Settings):
@@ -99,7 +100,7 @@ def backfill(
     try:
         with _progress() as bar:
             task = bar.add_task(f"backfill {name}", total=max(int((stop - first).total_seconds() // 3600), 1))
-            summary = run_backfill(rt, settings.application(name), first, stop, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            summary = run_backfill(rt, rt.application(name), first, stop, progress=lambda done, total: bar.update(task, completed=done, total=total))
     finally:
         rt.close()
     console.print(
@@ -248,7 +249,7 @@ def demo(
         if have is None or have < first:
             with _progress() as bar:
                 task = bar.add_task("backfill", total=days * 24)
-                run_backfill(rt, settings.application(name), first, t0 + timedelta(hours=1), progress=lambda d, t: bar.update(task, completed=d, total=t))
+                run_backfill(rt, rt.application(name), first, t0 + timedelta(hours=1), progress=lambda d, t: bar.update(task, completed=d, total=t))
         if not rt.champions([name]):
             with console.status("training six horizon models"):
                 out = train_step(rt, name, tune=False, until=t0)
@@ -258,7 +259,7 @@ def demo(
     out = _cycle(settings, name, t0, use_broker=False, timeout=600, trigger="demo")
     _print_forecasts(settings, name, t0, out)
     console.print(Text(f"data: {_safe_url(settings.database_url)}; models: {settings.models_dir}; took {time.perf_counter() - started:.1f} s (at {utcnow():%H:%M} UTC)"))
-    console.print(Text("next: `artq serve` shows the dashboard and runs the cycle every hour (Ctrl-C stops)"))
+    console.print(Text("next: `artq serve --simulate` shows the dashboard and runs the cycle every hour on the simulator (Ctrl-C stops)"))
     _exit_on_failure(out)
 
 
@@ -276,7 +277,7 @@ def status(app: AppOpt = "", limit: Annotated[int, typer.Option("--limit", min=1
     db = open_database(settings.database_url)
     try:
         with db.session() as s:
-            runs = repo.recent_runs(s, settings.application(app).name if app else None, limit)
+            runs = repo.recent_runs(s, app or None, limit)
     finally:
         db.dispose()
     print_runs(runs)

@@ -20,7 +20,7 @@ def _ctx(config, app):
     from artq.config import load_settings
 
     settings = load_settings(config)
-    return settings, (settings.application(app).name if app else settings.applications[0].name)
+    return settings, (app or settings.applications[0].name)
 
 
 @models_app.command("list")

@@ -20,9 +20,8 @@ from rich.text import Text
 
 from artq.config import Settings
 from artq.errors import ArtqError, ConfigError
+from artq.storage.models import DONE
 from artq.timeutil import HOUR, as_utc, floor_hour, last_complete_hour, utcnow
-
-DONE = ("succeeded", "partial")
 RETRY_AFTER = timedelta(minutes=10)  # a failed hour is tried again this much later ...
 MAX_TRIES = 3  # ... at most this many times in all
 
@@ -36,11 +35,13 @@ class HourlyCycles:
     """
 
     def __init__(self, settings: Settings, run: Callable[[str, datetime], dict], done: Callable[[str, datetime], bool],
-                 say: Callable[[str], None] = print):
+                 say: Callable[[str], None] = print, names: Callable[[], list[str]] | None = None):
         self.settings = settings
         self.run = run
         self.done = done
         self.say = say
+        # the applications to cycle, asked for each hour (artq serve reads the applications table)
+        self.names = names or (lambda: [a.name for a in settings.applications])
         self.tries: dict[tuple[str, datetime], list[datetime]] = {}
 
     def due(self, now: datetime, *, starting: bool = False) -> list[tuple[str, datetime]]:
@@ -50,12 +51,12 @@ class HourlyCycles:
             return []
         origin = last_complete_hour(now)
         out = []
-        for app in self.settings.applications:
-            tries = self.tries.get((app.name, origin), [])
+        for name in self.names():
+            tries = self.tries.get((name, origin), [])
             if len(tries) >= MAX_TRIES or (tries and now - tries[-1] < RETRY_AFTER):
                 continue
-            if not self.done(app.name, origin):
-                out.append((app.name, origin))
+            if not self.done(name, origin):
+                out.append((name, origin))
         return out
 
     def run_due(self, now: datetime, *, starting: bool = False, stop: threading.Event | None = None) -> list[dict]:
@@ -115,6 +116,7 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to bind; keep loopback unless analysts reach it over the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port (0: any free port).")] = 8050,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Path to artq.yml (default: $ARTQ_CONFIG, ./artq.yml, or the embedded defaults).")] = None,
+    simulate: Annotated[bool, typer.Option("--simulate", help="No controller: forecast the built-in simulator, as `artq demo` does.")] = False,
 ) -> None:
     """Serve the dashboard and run the hourly cycle in this process (embedded default: SQLite, no broker).
 
@@ -122,7 +124,7 @@ def serve(
     start when the last complete hour has none yet. With a broker configured, beat and the
     workers run the cycle instead: use `artq dashboard` there. Ctrl-C stops.
 
-    Example: artq serve --port 8050
+    Example: artq serve --simulate --port 8050
     """
     from artq.config import load_settings
     from artq.dashboard.alerts import rule_for
@@ -133,17 +135,22 @@ def serve(
     if not settings.embedded:
         raise ConfigError("a broker is configured (`celery.broker_url` / ARTQ_BROKER_URL): beat and the workers run the "
                           "hourly cycle there. Serve the page with `artq dashboard`, or unset the broker.")
-    if hasattr(settings, "require_source"):
-        settings.require_source()
+    if simulate:
+        settings.source.simulate = True
+    settings.require_source()
     for app in settings.applications:
         rule_for(settings, app.name)
     migrate(settings.database_url)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = make_server(settings, host, port)
-    cycles = HourlyCycles(settings, run=_runner(settings), done=_done_check(server.db), say=_say)
+    from artq.pipeline import Runtime
+
+    listing = Runtime(settings)  # reads the applications table each hour: `artq apps add` needs no restart
+    cycles = HourlyCycles(settings, run=_runner(settings), done=_done_check(server.db), say=_say,
+                          names=lambda: list(listing.applications()))
     stop, busy = threading.Event(), threading.Event()
     scheduler = threading.Thread(target=_loop, args=(cycles, stop, busy), name="artq-hourly", daemon=True)
-    typer.echo(f"artq serve: dashboard on {server.url}; hourly cycle of {len(settings.applications)} application(s) "
+    typer.echo(f"artq serve: dashboard on {server.url}; hourly cycle of {len(listing.applications())} application(s) "
                f"{settings.dashboard.cycle_minute} min past each hour, in-process; {access_note(settings, host)}; Ctrl-C stops")
     scheduler.start()
     try:
@@ -160,6 +167,7 @@ def serve(
             pass
         server.server_close()
         server.db.dispose()
+        listing.close()
         typer.echo("artq serve: stopped")
 
 

@@ -117,3 +117,20 @@ def test_serve_with_a_broker_configured_is_a_one_line_mistake(tmp_path):
     out = artq(tmp_path, "serve", extra_env={"ARTQ_BROKER_URL": "redis://127.0.0.1:6379/15"})
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert out.stderr.startswith("artq: error: a broker is configured (`celery.broker_url` / ARTQ_BROKER_URL)")
+
+
+def test_serve_with_no_controller_names_the_setting_and_the_simulate_flag(tmp_path):
+    from tests.cli.test_parsing import artq
+
+    out = artq(tmp_path, "serve", "--port", "0")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith("artq: error: no controller configured: set `source.url` (or ARTQ_SOURCE_URL)")
+
+
+def test_serve_reads_the_application_list_each_hour(cycles):
+    c, ran, _, _ = cycles
+    names = ["ABP"]
+    c.names = lambda: list(names)
+    assert c.due(NOW.replace(minute=10)) == [("ABP", ORIGIN)]
+    names.append("NEW")  # `artq apps add NEW` while serve runs
+    assert ("NEW", ORIGIN) in c.due(NOW.replace(minute=10))
