@@ -73,7 +73,7 @@ def stuck_runs(rt: Runtime, now: datetime | None = None) -> list[tuple[str, date
 @retry_safe
 def check_freshness(rt: Runtime, now: datetime | None = None) -> dict[str, list[str]]:
     """Open a freshness alert per application with no completed cycle for the last hour (past the minute);
-    resolve those whose application has completed a cycle of that hour or later since."""
+    resolve those whose application has since had a cycle of that hour or later succeed (all six horizons)."""
     now = now or utcnow()
     origin = last_complete_hour(now)
     ops = rt.settings.operations
@@ -86,9 +86,13 @@ def check_freshness(rt: Runtime, now: datetime | None = None) -> dict[str, list[
             .order_by(PipelineRun.origin)
         ).all())
         latest_done = {a: as_utc(o) for a, o in latest_done.items()}
+        latest_ok = {a: as_utc(o) for a, o in s.execute(
+            select(PipelineRun.application, PipelineRun.origin).where(PipelineRun.status == RunStatus.SUCCEEDED,
+                                                                      PipelineRun.origin >= origin - RECENT_HOURS * HOUR)
+            .order_by(PipelineRun.origin)).all()}
         for alert in s.scalars(select(Alert).where(Alert.kind == "freshness", Alert.status == "open")):
-            done = latest_done.get(alert.application)
-            if done is not None and alert.origin is not None and done >= as_utc(alert.origin):
+            ok = latest_ok.get(alert.application)  # resolved by a cycle that succeeded, as the refresh does
+            if ok is not None and alert.origin is not None and ok >= as_utc(alert.origin):
                 alert.status, alert.resolved_at = "resolved", now
                 resolved.append(alert.application)
         if now.minute >= ops.freshness_minute:
