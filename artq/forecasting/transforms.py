@@ -39,6 +39,7 @@ NAIVE_LABELS = {"last": "last value", "daily": "seasonal naive 24 h", "weekly": 
 
 BAND_MADS = 3.0
 MIN_BAND = 0.15  # log scale: +-16 %
+SHIFT_BANDS = 2.0  # a level shift: the last 3 hours' median misses the copied hour by 2 bands
 
 
 def _within(v: np.ndarray, centre: np.ndarray, band: np.ndarray) -> np.ndarray:
@@ -118,16 +119,16 @@ class TargetTransform:
 
     def base_for_forecast(self, X: np.ndarray, cols: BaseColumns) -> np.ndarray:
         """Like :meth:`base_values`, falling back to ``sdelta`` where a seasonal base is missing,
-        and where a base that is not anchored to now (``daily``, ``weekly``, ``smed``) misses the
-        last three hours' level by more than its band: the level has shifted since the day or
-        week it copies, and a copy would forecast the old level."""
+        and where a copied day (``daily``, ``smed``) misses the last three hours' level by more than
+        two bands: the level has shifted since the days it copies, and a copy would forecast the
+        old level."""
         b = self.base_values(X, cols)
         if self.base in ("weekly", "daily", "smed", "wdelta"):
             anchored = TargetTransform(self.scale, "sdelta").base_values(X, cols)
             b = np.where(np.isnan(b), anchored, b)
-            if self.base != "wdelta":
-                then = X[:, {"weekly": cols.week_origin, "daily": cols.day_origin, "smed": cols.smed_origin}[self.base]]
-                band = np.fmax(BAND_MADS * X[:, cols.mad], MIN_BAND)
+            if self.base in ("daily", "smed"):  # (a week back, only the origin's hour is in the window)
+                then = X[:, cols.day_origin if self.base == "daily" else cols.smed_origin]
+                band = SHIFT_BANDS * np.fmax(BAND_MADS * X[:, cols.mad], MIN_BAND)
                 with np.errstate(invalid="ignore"):
                     shifted = np.abs(X[:, cols.recent] - then) > band
                 b = np.where(shifted, anchored, b)
