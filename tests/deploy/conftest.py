@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -63,7 +63,7 @@ class LogWatch:
         self.container = container
         self.lines: list[tuple[float, str]] = []
         self._cond = threading.Condition()
-        since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self._proc = subprocess.Popen(["docker", "logs", "-f", "--since", since, container], stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True, bufsize=1)
         threading.Thread(target=self._read, daemon=True).start()
@@ -223,7 +223,7 @@ def iso(origin: datetime) -> str:
 
 
 def origin_hours_ago(k: int) -> datetime:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=k)
 
 
