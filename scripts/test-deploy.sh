@@ -129,7 +129,12 @@ umask 022
 say "starting the stack ($PROJECT): bootstrap backfill and training included"
 t=$(date +%s)
 compose up -d --no-build --wait --wait-timeout 600 >"$WORK/up.log" 2>&1 || { tail -20 "$WORK/up.log" >&2; die "the stack did not become healthy within 600 s"; }
-say "healthy in $(( $(date +%s) - t )) s"
+# `up --wait` does not wait for one-shot jobs nobody depends on: the first training.
+for job in bootstrap-backfill bootstrap-train; do
+  code=$(timeout 600 docker compose -p "$PROJECT" --env-file "$ENV_FILE" -f docker-compose.yml -f tests/deploy/compose.test.yml wait "$job" 2>/dev/null | tail -1) || true
+  [[ "$code" == 0 ]] || die "$job did not complete (exit ${code:-?}, or still running after 600 s)"
+done
+say "healthy, history and first models in $(( $(date +%s) - t )) s"
 
 say "checks (tests/deploy)"
 ARTQ_DEPLOY_PROJECT=$PROJECT ARTQ_DEPLOY_ENV_FILE=$ENV_FILE ARTQ_DEPLOY_COMPOSE_FILES=$FILES \
