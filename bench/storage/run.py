@@ -177,7 +177,10 @@ def hot_queries(db, settings, t0: datetime, apps: int) -> tuple[dict, dict]:
     }
     for name, fn in cases.items():
         rec.sql.clear()
-        results[name] = timed(fn)
+        try:
+            results[name] = timed(fn)
+        except Exception as exc:  # noqa: BLE001 - a query broken by code in flux must not cost the whole run
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
         seen, plans[name] = set(), []
         for sql in rec.sql:
             key = re.sub(r"'[^']*'|\b\d+\b", "?", sql)  # one plan per statement shape
@@ -282,6 +285,7 @@ def main() -> None:
             step["hours"] = done_hours
             with db.engine.connect() as conn:
                 step["sizes"] = sizes(conn)
+            print(json.dumps(step, default=str), flush=True)
             step["queries"], step["plans"] = hot_queries(db, settings, t0, args.apps)
             report["steps"].append(step)
             Path(args.out).write_text(json.dumps(report, indent=1, default=str))
