@@ -7,10 +7,11 @@ Data: a year of the simulator's hourly series for one application (8,760 rows, 4
 main server's ART is the target, the other 47 series are inputs), as in bench/forecast.
 
 - **Training**: ``train_bundle(..., tune=False)`` with ``training_days=365`` (the issue's
-  "six models on a year"), then skforecast 0.26 ``ForecasterDirect`` (6 steps) with the *same*
-  XGBoost settings as artq's defaults (objective, depth, eta, rounds = artq's fold cap, hist,
-  64 bins, one thread) on the same frame, lags 1..24 and 168 and all 47 inputs, in the same
-  process right after. Wall and CPU seconds, ``--repeat`` times each (median reported).
+  "six models on a year"), then skforecast 0.26 ``ForecasterDirect`` (6 steps) on the same
+  frame (lags 1..24 and 168, all 47 inputs lagged 6 h), in the same process right after, twice:
+  with artq's XGBoost defaults (objective, depth, eta, rounds = artq's per-fold cap, hist, 64
+  bins, one thread) and with bench/forecast's peer settings (300 trees, depth 5, squared error:
+  the issue's "about 11-13 s" reference). Wall and CPU seconds, ``--repeat`` times each (median).
 - **Live prediction** (in-process, from a loaded frame): ``ModelBundle.predict_all(frame, origin)``
   — features for the origin and the recent origins of the conformal window, six horizons,
   intervals and drivers — at ``--origins`` different origins; the median. Then the same with the
@@ -51,15 +52,22 @@ def timed(fn):
     return out, time.perf_counter() - t, time.process_time() - c
 
 
-def skforecast_fit(frame: pd.DataFrame) -> None:
+def skforecast_fit(frame: pd.DataFrame, settings: str = "artq") -> None:
+    """``settings="artq"``: artq's XGBoost defaults; ``"peers"``: bench/forecast's peer settings
+    (300 trees, depth 5, squared error: the issue's 11-13 s reference)."""
     from skforecast.direct import ForecasterDirect
     from xgboost import XGBRegressor
 
-    p = DEFAULT_PARAMS
-    reg = XGBRegressor(objective=p["objective"], max_depth=p["max_depth"], learning_rate=p["eta"],
-                       subsample=p["subsample"], colsample_bytree=p["colsample_bytree"],
-                       min_child_weight=p["min_child_weight"], reg_lambda=p["lambda"], tree_method="hist",
-                       max_bin=p["max_bin"], n_estimators=MAX_ROUNDS, n_jobs=1, random_state=0, verbosity=0)
+    if settings == "peers":
+        from peers import XGB  # bench/forecast/peers.py
+
+        reg = XGBRegressor(**XGB)
+    else:
+        p = DEFAULT_PARAMS
+        reg = XGBRegressor(objective=p["objective"], max_depth=p["max_depth"], learning_rate=p["eta"],
+                           subsample=p["subsample"], colsample_bytree=p["colsample_bytree"],
+                           min_child_weight=p["min_child_weight"], reg_lambda=p["lambda"], tree_method="hist",
+                           max_bin=p["max_bin"], n_estimators=MAX_ROUNDS, n_jobs=1, random_state=0, verbosity=0)
     y = frame["art"].ffill().bfill()
     y.index.freq = "h"
     exog = frame.drop(columns="art").shift(6).ffill().bfill()
@@ -92,14 +100,16 @@ def main() -> None:
         out["artq_inputs_used"] = bundle.exog
         out["artq_choices"] = {h: bundle.metrics_["horizons"][str(h)]["choice"] for h in range(1, 7)}
         if not a.skip_skforecast:
-            runs = []
-            for _ in range(a.repeat):
-                _, wall, cpu = timed(lambda: skforecast_fit(frame))
-                runs.append((wall, cpu))
-                print(f"skforecast ForecasterDirect fit: {wall:.2f} s wall, {cpu:.2f} s CPU", flush=True)
-            out["skforecast_fit_wall_s"] = statistics.median(r[0] for r in runs)
-            out["skforecast_fit_cpu_s"] = statistics.median(r[1] for r in runs)
-            out["skforecast_runs"] = runs
+            for variant in ("artq", "peers"):
+                runs = []
+                for _ in range(a.repeat):
+                    _, wall, cpu = timed(lambda v=variant: skforecast_fit(frame, v))
+                    runs.append((wall, cpu))
+                    print(f"skforecast ForecasterDirect fit ({variant} XGBoost settings): {wall:.2f} s wall, "
+                          f"{cpu:.2f} s CPU", flush=True)
+                out[f"skforecast_{variant}_fit_wall_s"] = statistics.median(r[0] for r in runs)
+                out[f"skforecast_{variant}_fit_cpu_s"] = statistics.median(r[1] for r in runs)
+                out[f"skforecast_{variant}_runs"] = runs
     if bundle is None:
         bundle = train_bundle(frame.iloc[: -24 * 14], "art", ForecastSettings(training_days=90, seed=0))
     for boosters in bundle.boosters_.values():  # as the workers run them (artq.pipeline.runtime)
@@ -117,11 +127,16 @@ def main() -> None:
     rng = np.random.default_rng(0)
     origins = sorted(rng.choice(candidates[48:], size=min(a.origins, len(candidates) - 48), replace=False))
     bundle.predict_all(frame, origins[0].to_pydatetime())  # warm-up (caches)
-    per_call = []
+    per_call, per_call_nd, cpu_nd = [], [], []
     for o in origins:
         t = time.perf_counter()
         bundle.predict_all(frame, o.to_pydatetime())
         per_call.append(time.perf_counter() - t)
+    for o in origins:
+        t, c = time.perf_counter(), time.process_time()
+        bundle.predict_all(frame, o.to_pydatetime(), drivers=False)
+        per_call_nd.append(time.perf_counter() - t)
+        cpu_nd.append(time.process_time() - c)
     rows = {o: bundle.builder.transform_at(frame, pd.DatetimeIndex([o]), range(1, 7)) for o in origins}
     many = []
     for o in origins:
@@ -141,11 +156,14 @@ def main() -> None:
         "origins": len(origins), "predict_members": {h: [m.transform.name + ("" if m.n_rounds else "(naive)")
                                                          for m in bundle.members_[h]] for h in range(1, 7)},
         "predict_all_median_ms": 1e3 * statistics.median(per_call),
+        "predict_all_no_drivers_median_ms": 1e3 * statistics.median(per_call_nd),
+        "predict_all_no_drivers_cpu_median_ms": 1e3 * statistics.median(cpu_nd),
         "predict_all_p90_ms": 1e3 * float(np.quantile(per_call, 0.9)),
         "predict_many_6h_median_ms": 1e3 * statistics.median(many),
         "xgboost_inplace_6_median_ms": 1e3 * statistics.median(raw),
     })
     out["predict_all_vs_xgboost"] = out["predict_all_median_ms"] / out["xgboost_inplace_6_median_ms"]
+    out["predict_all_no_drivers_vs_xgboost"] = out["predict_all_no_drivers_median_ms"] / out["xgboost_inplace_6_median_ms"]
     out["predict_many_vs_xgboost"] = out["predict_many_6h_median_ms"] / out["xgboost_inplace_6_median_ms"]
     out["load_after"] = list(__import__("os").getloadavg())
     print(json.dumps(out, indent=1, default=float))
