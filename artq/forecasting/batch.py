@@ -38,7 +38,7 @@ def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int,
     for i, bundle in enumerate(bundles):
         row = arr[i : i + 1]
         value = float(bundle.values(row, horizon)[0])
-        lower, upper = bundle.bounds(value, horizon, recent_residuals(None if recent is None else recent[i]))
+        lower, upper = bundle.bounds(value, horizon, recent_residuals(None if recent is None else recent[i]), row[0])
         drivers = bundle.drivers(row[0], horizon, value, top=MAX_DRIVERS)
         out.append({"application": X.index[i], "value": value, "lower": lower, "upper": upper,
                     "coverage": float(bundle.coverage), "drivers": [[g, float(c)] for g, c in drivers]})

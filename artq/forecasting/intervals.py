@@ -23,6 +23,7 @@ import numpy as np
 
 RECENT_FULL = 24  # this many recent residuals carry the full RECENT_SHARE of the weight
 RECENT_SHARE = 0.8
+SPREAD_FLOOR = 0.25  # a forecast's spread counts as at least this share of the typical calibration spread
 
 
 @dataclass
@@ -31,15 +32,24 @@ class ConformalInterval:
     lower_: float | None = None
     upper_: float | None = None
     n_: int = 0
-    residuals_: np.ndarray | None = None  # the calibration residuals, oldest first
+    residuals_: np.ndarray | None = None  # the calibration residuals, oldest first (÷ spread when floor_ is set)
+    floor_: float | None = None  # set: residuals are divided by the forecast's spread, at least this
 
     def __post_init__(self) -> None:
         if not 0 < self.coverage < 1:
             raise ValueError(f"`coverage` must be in (0, 1). Got {self.coverage}.")
 
-    def fit(self, residuals: np.ndarray) -> ConformalInterval:
+    def fit(self, residuals: np.ndarray, spread: np.ndarray | None = None) -> ConformalInterval:
+        """``spread``: the local volatility of each residual's forecast (locally weighted
+        conformal: the interval's width follows the current volatility at once)."""
         r = np.asarray(residuals, dtype=float)
-        r = r[np.isfinite(r)]
+        ok = np.isfinite(r)
+        if spread is not None:
+            sp = np.asarray(spread, dtype=float)
+            known = sp[np.isfinite(sp) & ok]
+            self.floor_ = float(max(SPREAD_FLOOR * np.median(known), 1e-4)) if len(known) else 1e-4
+            r = r / self._sigma(sp)
+        r = r[ok]
         if len(r) < 10:
             raise ValueError(f"`residuals` must hold at least 10 finite values. Got {len(r)}.")
         self.lower_ = self.upper_ = None
@@ -47,36 +57,47 @@ class ConformalInterval:
         self.n_, self.residuals_ = len(r), r
         return self
 
-    def bounds_with(self, scaled_pred: float, recent: np.ndarray) -> tuple[float, float]:
-        """Bounds around one forecast, with ``recent`` out-of-sample residuals (oldest first)
-        pushed into the calibration window in place of the oldest ones."""
-        if self.residuals_ is None or not len(recent):
-            lo, hi = self.bounds(np.array([scaled_pred]))
-            return float(lo[0]), float(hi[0])
-        recent = np.asarray(recent, dtype=float)[-RECENT_FULL:]
-        share = RECENT_SHARE * len(recent) / RECENT_FULL
-        r = np.concatenate([self.residuals_, recent])
-        w = np.concatenate([np.full(len(self.residuals_), (1 - share) / len(self.residuals_)),
-                            np.full(len(recent), share / len(recent))])
-        lo, hi = _weighted_quantiles(r, w, self.coverage)
-        return scaled_pred + min(lo, 0.0), scaled_pred + max(hi, 0.0)
+    def _sigma(self, spread) -> np.ndarray | float:
+        if self.floor_ is None:
+            return 1.0
+        sp = np.asarray(spread, dtype=float)
+        return np.where(np.isfinite(sp), np.fmax(sp, self.floor_), self.floor_)
 
-    def bounds(self, scaled_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def bounds_with(self, scaled_pred: float, recent: np.ndarray, spread: float | None = None) -> tuple[float, float]:
+        """Bounds around one forecast, with ``recent`` out-of-sample residuals (oldest first)
+        pushed into the calibration window in place of the oldest ones. With a fitted spread,
+        ``spread`` is this forecast's (the recent residuals are taken at the same spread)."""
+        sigma = float(self._sigma(np.nan if spread is None else spread))
+        if self.residuals_ is None or not len(recent):
+            lo, hi = self.lower_, self.upper_
+        else:
+            recent = np.asarray(recent, dtype=float)[-RECENT_FULL:] / sigma
+            share = RECENT_SHARE * len(recent) / RECENT_FULL
+            r = np.concatenate([self.residuals_, recent])
+            w = np.concatenate([np.full(len(self.residuals_), (1 - share) / len(self.residuals_)),
+                                np.full(len(recent), share / len(recent))])
+            lo, hi = _weighted_quantiles(r, w, self.coverage)
+        return scaled_pred + min(lo, 0.0) * sigma, scaled_pred + max(hi, 0.0) * sigma
+
+    def bounds(self, scaled_pred: np.ndarray, spread: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper bounds in the transform's scale around ``scaled_pred``."""
         if self.lower_ is None or self.upper_ is None:
             raise ValueError("this interval is not fitted: call `fit(residuals)` first.")
         p = np.asarray(scaled_pred, dtype=float)
-        return p + min(self.lower_, 0.0), p + max(self.upper_, 0.0)
+        sigma = self._sigma(np.full(p.shape, np.nan) if spread is None else spread)
+        return p + min(self.lower_, 0.0) * sigma, p + max(self.upper_, 0.0) * sigma
 
     def as_dict(self) -> dict:
         res = None if self.residuals_ is None else [float(v) for v in self.residuals_]
-        return {"coverage": self.coverage, "lower": self.lower_, "upper": self.upper_, "n": self.n_, "residuals": res}
+        return {"coverage": self.coverage, "lower": self.lower_, "upper": self.upper_, "n": self.n_, "residuals": res,
+                "floor": self.floor_}
 
     @classmethod
     def from_dict(cls, d: dict) -> ConformalInterval:
         res = d.get("residuals")
         return cls(coverage=float(d["coverage"]), lower_=d["lower"], upper_=d["upper"], n_=int(d["n"]),
-                   residuals_=None if res is None else np.asarray(res, dtype=float))
+                   residuals_=None if res is None else np.asarray(res, dtype=float),
+                   floor_=None if d.get("floor") is None else float(d["floor"]))
 
 
 def _quantiles(r: np.ndarray, coverage: float) -> tuple[float, float]:

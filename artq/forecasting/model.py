@@ -150,9 +150,11 @@ class ModelBundle:
         with np.errstate(invalid="ignore"):
             return ((v < cached[2]) | (v > cached[3])).any(axis=1)
 
-    def bounds(self, value: float, horizon: int, recent: np.ndarray) -> tuple[float, float]:
-        """Interval around one forecast; ``recent``: out-of-sample residuals, oldest first."""
-        lo, hi = self.intervals_[horizon].bounds_with(float(slog(value)), recent)
+    def bounds(self, value: float, horizon: int, recent: np.ndarray, row: np.ndarray | None = None) -> tuple[float, float]:
+        """Interval around one forecast; ``recent``: out-of-sample residuals, oldest first;
+        ``row``: the forecast's feature row (its 24-hour spread scales the interval)."""
+        spread = None if row is None else float(row[self.feature_names_.index(f"{self.target}_mad_24")])
+        lo, hi = self.intervals_[horizon].bounds_with(float(slog(value)), recent, spread)
         return float(TargetTransform.inv(lo)), float(TargetTransform.inv(hi))
 
     def drivers(self, row: np.ndarray, horizon: int, value: float, top: int = 5) -> list[tuple[str, float]]:
@@ -219,7 +221,7 @@ class ModelBundle:
                 a = np.searchsorted(when, max(end_i, t - RECENT_HOURS * step), side="right")
                 b = np.searchsorted(when, t, side="right")
                 recent = residual[a:b]
-                lower[i], upper[i] = self.bounds(value[w], h, recent[np.isfinite(recent)])
+                lower[i], upper[i] = self.bounds(value[w], h, recent[np.isfinite(recent)], X[h][w])
                 if with_drivers:
                     drivers.append(self.drivers(X[h][w], h, float(value[w])))
             out[h] = (value[where], lower, upper, drivers)
@@ -326,12 +328,14 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
     base_cols = BaseColumns.of(names, target)
     level = names.index(f"{target}_level")
     exog_cols = np.flatnonzero(_hidden(names, target, screened, False) & ~_hidden(names, target, screened, True))
-    selections, rows_of = {}, {}
+    selections, rows_of, selections_X = {}, {}, {}
+    mad_col = names.index(f"{target}_mad_24")
     for h in range(1, s.horizons + 1):
         yh = np.where(positions + h < len(y_all), y_all[np.minimum(positions + h, len(y_all) - 1)], np.nan)
         rows = np.isfinite(yh) & np.isfinite(arrays[h][:, level])
         ensure_rows(int(rows.sum()), s.min_training_hours, f"horizon {h}")
-        selections[h] = select(arrays[h][rows], yh[rows], h, base_cols, level, exog_cols, trials, s.seed,
+        selections_X[h] = arrays[h][rows]
+        selections[h] = select(selections_X[h], yh[rows], h, base_cols, level, exog_cols, trials, s.seed,
                                progress=tick)
         rows_of[h] = (rows, yh[rows])
     used = screened if any(m.inputs for sel in selections.values() for m in sel.members) else []
@@ -361,8 +365,9 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
                                           fnames, s.seed))
         bundle.members_[h], bundle.boosters_[h] = sel.members, boosters
         tick(f"h{h} final fit")
-        bundle.intervals_[h] = ConformalInterval(s.interval_coverage).fit(sel.val_scaled_residuals)
-        per_h[str(h)] = _horizon_metrics(sel, y, snaive_scale, s.interval_coverage, used)
+        spread = selections_X[h][sel.val_positions, mad_col]
+        bundle.intervals_[h] = ConformalInterval(s.interval_coverage).fit(sel.val_scaled_residuals, spread)
+        per_h[str(h)] = _horizon_metrics(sel, y, snaive_scale, s.interval_coverage, used, spread)
     if progress and done < steps:
         progress("done", steps, steps)
     mean = lambda k: float(np.nanmean([m[k] if m[k] is not None else np.nan for m in per_h.values()]))
@@ -396,7 +401,8 @@ def _guard(X: np.ndarray, names: list[str], target: str) -> dict:
     return {"features": feats, "low": [float(x) for x in lo - slack], "high": [float(x) for x in hi + slack]}
 
 
-def _horizon_metrics(sel, y: np.ndarray, snaive_scale: float, coverage: float, used: list[str]) -> dict:
+def _horizon_metrics(sel, y: np.ndarray, snaive_scale: float, coverage: float, used: list[str],
+                     spread: np.ndarray) -> dict:
     rows = sel.val_positions
     y_val, err = y[rows], y[rows] - sel.val_pred
     naive = {c.label: float(np.nanmean(np.abs(y_val - np.concatenate(c.fold_pred)))) for c in sel.candidates if c.rank == 0}
@@ -408,7 +414,7 @@ def _horizon_metrics(sel, y: np.ndarray, snaive_scale: float, coverage: float, u
         "seasonal_naive_24_mae": naive.get("naive daily"),
         "seasonal_naive_168_mae": naive.get("naive weekly"),
         "last_value_mae": naive.get("naive last"),
-        "coverage": _fold_coverage(sel, coverage),
+        "coverage": _fold_coverage(sel, coverage, spread),
         "choice": sel.label,
         "transform": "+".join(m.transform.name + ("(naive)" if m.n_rounds == 0 else "") for m in sel.members),
         "inputs": list(used) if any(m.inputs for m in sel.members) else [],
@@ -417,17 +423,17 @@ def _horizon_metrics(sel, y: np.ndarray, snaive_scale: float, coverage: float, u
     }
 
 
-def _fold_coverage(sel, coverage: float) -> float | None:
+def _fold_coverage(sel, coverage: float, spread: np.ndarray) -> float | None:
     """Out-of-sample coverage of the interval: each fold after the first, calibrated on the folds before it."""
     res, ends = sel.val_scaled_residuals, [0, *sel.fold_ends]
     hits = []
     for k in range(2, len(ends)):
-        calib = res[: ends[k - 1]]
-        calib = calib[np.isfinite(calib)]
-        test = res[ends[k - 1] : ends[k]]
-        if len(calib) >= 10:
-            ci = ConformalInterval(coverage).fit(calib)
-            hits.append(empirical_coverage(test, np.full(len(test), min(ci.lower_, 0.0)), np.full(len(test), max(ci.upper_, 0.0))))
+        calib, calib_spread = res[: ends[k - 1]], spread[: ends[k - 1]]
+        test, test_spread = res[ends[k - 1] : ends[k]], spread[ends[k - 1] : ends[k]]
+        if np.isfinite(calib).sum() >= 10:
+            ci = ConformalInterval(coverage).fit(calib, calib_spread)
+            lo, hi = ci.bounds(np.zeros(len(test)), test_spread)
+            hits.append(empirical_coverage(test, lo, hi))
     hits = [v for v in hits if np.isfinite(v)]
     return float(np.mean(hits)) if hits else None
 

@@ -79,3 +79,18 @@ def test_intervals_widen_when_recent_errors_grow(walk_bundle):
     noisy.loc[recent, "art"] += rng.normal(0, 60, len(recent))  # volatility jumps after training
     wild = bundle.predict_frame(noisy, [origin])[1]
     assert (wild["upper"] - wild["lower"]).iloc[0] > 1.5 * (calm["upper"] - calm["lower"]).iloc[0]
+
+
+def test_locally_weighted_interval_follows_the_current_spread_and_round_trips():
+    rng = np.random.default_rng(3)
+    spread = rng.uniform(0.05, 0.5, 400)
+    res = rng.normal(0, 1, 400) * spread  # errors proportional to the local volatility
+    ci = ConformalInterval(0.8).fit(res, spread)
+    calm, wild = ci.bounds_with(0.0, np.empty(0), 0.1), ci.bounds_with(0.0, np.empty(0), 0.5)
+    assert wild[1] - wild[0] == pytest.approx(5 * (calm[1] - calm[0]))
+    z = res / spread
+    assert ci.lower_ == pytest.approx(np.quantile(z, 0.1), abs=0.15) and ci.upper_ == pytest.approx(np.quantile(z, 0.9), abs=0.15)
+    tiny = ci.bounds_with(0.0, np.empty(0), 0.0)  # a flat window: the floor keeps the interval open
+    assert tiny[1] - tiny[0] > 0
+    again = ConformalInterval.from_dict(ci.as_dict())
+    assert again.bounds_with(0.0, np.array([0.3, -0.2]), 0.2) == ci.bounds_with(0.0, np.array([0.3, -0.2]), 0.2)
