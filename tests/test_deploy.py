@@ -270,7 +270,8 @@ def test_image_environment_runs_every_role_from_its_install_alone(tmp_path):
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", str(wheels), "."], cwd=src)
     assert [w.name.split("-")[0] for w in wheels.glob("*.whl")] == ["artq"], "only artq's own wheel"
     run([py, "-m", "pip", "install", "-q", "--no-index", "--no-deps", *map(str, wheels.glob("*.whl"))])
-    names = {line.split("==")[0].lower() for line in run([py, "-m", "pip", "freeze"]).splitlines()}
+    # `name==version`, or `name @ file:///...whl` for a wheel installed from a path
+    names = {line.split("==")[0].split(" @ ")[0].strip().lower() for line in run([py, "-m", "pip", "freeze"]).splitlines()}
     assert {"artq", "mysqlclient", "xgboost-cpu", "celery", "flower", "packaging"} <= names, sorted(names)
     assert not names & {"pytest", "hypothesis", "playwright", "skforecast", "mlforecast", "matplotlib"}, (
         "test or bench extras leaked into the image"
