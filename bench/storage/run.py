@@ -24,13 +24,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import sqlalchemy as sa
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 
 from artq.config import ApplicationSettings, load_settings
 from artq.storage import migrate, open_database
 from artq.storage import repository as repo
 from artq.storage.db import upsert
-from artq.storage.models import Observation
+from artq.storage.models import DashboardForecastActual, Forecast, Observation
 from artq.storage.retention import PARTITIONED, partition_ddl
 from artq.timeutil import last_complete_hour
 
@@ -167,6 +167,26 @@ def hot_queries(db, settings, t0: datetime, apps: int) -> tuple[dict, dict]:
         with db.session() as s:
             application_view(s, settings, one, hours=72, now=t0 + timedelta(minutes=30))
 
+    def pairs_bounded():  # forecast_actual_pairs plus the origin bounds its target hours imply (horizons 1..6)
+        since, f, o = t0 - timedelta(hours=48), Forecast.__table__.c, Observation.__table__.c
+        q = (select(f.application, f.horizon, f.model_version, f.target_hour, o.value, f.value)
+             .join_from(Forecast.__table__, Observation.__table__,
+                        (o.application == f.application) & (o.hour == f.target_hour) & (o.server == "main") & (o.metric == "art"))
+             .where(f.application.in_(batch), f.target_hour > since, f.target_hour <= t0, f.horizon == 1,
+                    f.origin > since - timedelta(hours=6), f.origin < t0)
+             .order_by(f.application, f.target_hour))
+        with db.session() as s:
+            s.execute(q).all()
+
+    def accuracy_reads(bounded: bool):  # _refresh_accuracy's read of a week of forecast/actual rows, 10 applications
+        d = DashboardForecastActual
+        for a in batch[:10]:
+            where = [d.application == a, d.target_hour > t0 - timedelta(days=7), d.target_hour <= t0, d.actual.is_not(None)]
+            if bounded:
+                where += [d.origin > t0 - timedelta(days=7, hours=6), d.origin < t0]
+            with db.session() as s:
+                s.execute(select(d.origin, d.horizon, d.target_hour, d.forecast, d.actual).where(*where)).all()
+
     cases = {
         "load_history (100 applications, batch history of the fetch step)": lambda: load_history(rt, batch, t0),
         "latest_observed_hour x 100 (watermarks of a batch)": watermark_100,
@@ -174,6 +194,10 @@ def hot_queries(db, settings, t0: datetime, apps: int) -> tuple[dict, dict]:
         "forecast_actual_pairs (100 applications, 48 h, one horizon)": pairs,
         "refresh_dashboard x 10 (reads + writes of the refresh step)": refresh_10,
         "application_view (dashboard page, 72 h)": page,
+        # what the queries on target_hour gain from a bound on the partition column (proposed, not in artq yet)
+        "proposed: forecast_actual_pairs + origin bounds": pairs_bounded,
+        "refresh's accuracy read x 10, as today (target_hour only)": lambda: accuracy_reads(False),
+        "proposed: refresh's accuracy read x 10 + origin bounds": lambda: accuracy_reads(True),
     }
     for name, fn in cases.items():
         rec.sql.clear()
