@@ -62,7 +62,13 @@ def backtest(
 ) -> None:
     """Rolling-origin backtest (see HELP)."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from artq.forecasting.backtest import backtest_frame, load_csv
 

@@ -15,7 +15,12 @@ import pandas as pd
 
 from artq.config import ForecastSettings
 from artq.errors import InputError, NotEnoughData
-from artq.forecasting.baselines import SEASONS, in_sample_scale, last_value, seasonal_naive
+from artq.forecasting.baselines import (
+    SEASONS,
+    in_sample_scale,
+    last_value,
+    seasonal_naive,
+)
 from artq.forecasting.intervals import empirical_coverage
 from artq.forecasting.model import _resolve_exog, train_bundle
 

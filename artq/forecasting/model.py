@@ -23,11 +23,24 @@ import xgboost as xgb
 from artq.config import ForecastSettings
 from artq.errors import InputError, ModelError, NotEnoughData
 from artq.forecasting.explain import feature_group, group_contributions
-from artq.forecasting.features import FeatureBuilder, check_frame, ensure_rows, history_hours_needed, slog
+from artq.forecasting.features import (
+    FeatureBuilder,
+    check_frame,
+    ensure_rows,
+    history_hours_needed,
+    slog,
+)
 from artq.forecasting.intervals import ConformalInterval, empirical_coverage
 from artq.forecasting.screening import screen_inputs
 from artq.forecasting.transforms import BaseColumns, TargetTransform
-from artq.forecasting.tuning import Member, clipped, fit_final, fit_matrix, select, train_booster  # noqa: F401 (Member: re-export)
+from artq.forecasting.tuning import (
+    Member,
+    clipped,
+    fit_final,
+    fit_matrix,
+    select,
+    train_booster,
+)
 from artq.timeutil import as_utc
 
 Progress = Callable[[str, int, int], None]

@@ -33,9 +33,6 @@ from artq.forecasting.features import slog, slog_inv
 
 SCALES = ("log",)
 BASES = ("last", "sdelta", "wdelta", "smed", "weekly", "daily")
-NAIVE_LABELS = {"last": "last value", "daily": "seasonal naive 24 h", "weekly": "seasonal naive 168 h",
-                "sdelta": "last value + daily shape", "wdelta": "last value + last week's shape", "smed": "median of the same hour, last 7 days"}
-
 
 BAND_MADS = 3.0
 MIN_BAND = 0.15  # log scale: +-16 %

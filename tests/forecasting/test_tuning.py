@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +19,7 @@ def test_folds_are_time_ordered_with_a_gap_of_h(n_rows, horizon):
         assert len(fit) >= tuning.MIN_FIT_ROWS and len(test) >= 24
         assert test.max() < n_rows
     tests = [t for _, t in splits]
-    assert all(a.max() < b.min() for a, b in zip(tests, tests[1:]))  # folds follow each other
+    assert all(a.max() < b.min() for a, b in itertools.pairwise(tests))  # folds follow each other
     assert tests[-1].max() == n_rows - 1
     assert splits[0][0].min() >= max(0, n_rows - tuning.SELECTION_ROWS)
 
