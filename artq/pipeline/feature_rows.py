@@ -24,6 +24,7 @@ import pandas as pd
 from sqlalchemy import func, literal_column, or_, select
 
 from artq.catalog import MAIN, TARGET_METRIC, series_name
+from artq.errors import ArtqError
 from artq.forecasting.features import EXOG_LOOKBACK_HOURS, TARGET_LOOKBACK_HOURS
 from artq.horizons import HORIZONS, RECENT_HOURS
 from artq.pipeline.runtime import Runtime
@@ -72,12 +73,17 @@ def build_rows(rt: Runtime, versions: dict[str, str], t0: datetime) -> tuple[lis
     Returns (layouts, failed): per model layout the JSON-ready rows (:func:`encode`), and the
     applications that cannot be forecast with the reason (no value of the target at the origin).
     """
-    bundles = {name: rt.bundle(name, version) for name, version in versions.items()}
+    bundles, failed = {}, {}
+    for name, version in versions.items():
+        try:
+            bundles[name] = rt.bundle(name, version)
+        except ArtqError as exc:  # tampered, incomplete or outdated files: this application only
+            failed[name] = str(exc)
     history = load_history(rt, list(bundles), t0) if bundles else {}
     layouts: dict[tuple, list[str]] = {}
     for name, bundle in bundles.items():
         layouts.setdefault((bundle.target, tuple(bundle.exog)), []).append(name)
-    out, failed = [], {}
+    out = []
     for (target, exog), names in layouts.items():
         have = [n for n in names if any(back == 0 and server == MAIN and metric == TARGET_METRIC and value is not None
                                         for server, metric, back, value in history.get(n, ()))]

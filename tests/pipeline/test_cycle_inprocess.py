@@ -107,3 +107,21 @@ def test_a_source_outage_closes_the_in_process_run_as_failed(trained_sqlite):
         rt.close()
     assert out["status"] == "failed" and out["error"].startswith("fetch: SourceUnavailable: ")
     assert len(sleeps) == 6  # the source-outage policy's retries, each after a backoff
+
+
+def test_a_model_whose_files_were_tampered_with_fails_that_application_only(trained_sqlite):
+    """The checksum recorded at registration refuses a changed file; the run says so in one line."""
+    from pathlib import Path
+
+    from artq.pipeline.cycle import run_in_process
+
+    settings, t0, trained = trained_sqlite
+    artifact = Path(settings.models_dir) / "ABP" / "versions" / trained["version"] / "h2.ubj"
+    artifact.write_bytes(artifact.read_bytes()[:-4] + b"\0\0\0\0")
+    rt = Runtime(settings)
+    try:
+        out = run_in_process(rt, ["ABP"], t0, "test")["ABP"]
+    finally:
+        rt.close()
+    assert out["status"] == "failed"
+    assert out["error"].startswith(f"predict: checksum mismatch for h2.ubj in model version {trained['version']}")
