@@ -12,7 +12,9 @@ pandas ``DMatrix``. Drivers (``pred_contribs``) are computed for the forecasts t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,6 +24,7 @@ import xgboost as xgb
 
 from artq.config import ForecastSettings
 from artq.errors import InputError, ModelError, NotEnoughData
+from artq.forecasting import tuning
 from artq.forecasting.explain import feature_group, group_contributions
 from artq.forecasting.features import (
     FeatureBuilder,
@@ -35,6 +38,7 @@ from artq.forecasting.screening import screen_inputs
 from artq.forecasting.transforms import BaseColumns, TargetTransform
 from artq.forecasting.tuning import (
     Member,
+    _threads,
     clipped,
     fit_final,
     fit_matrix,
@@ -328,11 +332,14 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
     trials = (s.tune_trials or DEFAULT_TUNE_TRIALS) if tune else 0
     steps, done = s.horizons * (3 + (1 if screened else 0) + trials + 1), 0
 
+    lock = threading.Lock()
+
     def tick(stage: str) -> None:
         nonlocal done
-        done = min(done + 1, steps)
-        if progress:
-            progress(stage, done, steps)
+        with lock:  # horizons may be selected on two threads
+            done = min(done + 1, steps)
+            if progress:
+                progress(stage, done, steps)
 
     positions = np.flatnonzero(in_window)
     sel_builder = FeatureBuilder(target, screened)
@@ -348,9 +355,10 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
         rows = np.isfinite(yh) & np.isfinite(arrays[h][:, level])
         ensure_rows(int(rows.sum()), s.min_training_hours, f"horizon {h}")
         selections_X[h] = arrays[h][rows]
-        selections[h] = select(selections_X[h], yh[rows], h, base_cols, level, exog_cols, trials, s.seed,
-                               progress=tick)
         rows_of[h] = (rows, yh[rows])
+    selections = dict(zip(range(1, s.horizons + 1), _each_horizon(
+        lambda h: select(selections_X[h], rows_of[h][1], h, base_cols, level, exog_cols, trials, s.seed,
+                         progress=tick), s.horizons), strict=True))
     used = screened if any(m.inputs for sel in selections.values() for m in sel.members) else []
     bundle = ModelBundle(target=target, exog=list(used), horizons=s.horizons, coverage=s.interval_coverage,
                          tier_names=dict(tier_names or {}), seed=s.seed, tuned_=tune)
@@ -362,12 +370,12 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
     guard = _guard(arrays[1][rows_of[1][0]], fnames, target)
     per_h: dict[str, dict] = {}
     snaive_scale = float(np.nanmean(np.abs(y_window[24:] - y_window[:-24]))) if len(y_window) > 24 else float("nan")
-    for h in range(1, s.horizons + 1):
-        sel = selections[h]
+
+    def final_fits(h: int) -> list[xgb.Booster]:
         rows, y = rows_of[h]
         X = arrays[h][rows]
         boosters = []
-        for m in sel.members:
+        for m in selections[h].members:
             if m.n_rounds == 0:
                 dm = fit_matrix(X[:1], np.zeros(len(fnames), dtype=bool), fnames)
                 dm.set_label(np.zeros(1))
@@ -376,8 +384,14 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
                 m.n_rounds = max(10, int(m.n_rounds * 1.1))  # the whole window holds more rows than a fold
                 boosters.append(fit_final(X, y, m, final_cols, _hidden(fnames, target, list(used), m.inputs),
                                           fnames, s.seed))
-        bundle.members_[h], bundle.boosters_[h] = sel.members, boosters
         tick(f"h{h} final fit")
+        return boosters
+
+    finals = _each_horizon(final_fits, s.horizons)
+    for h in range(1, s.horizons + 1):
+        sel = selections[h]
+        rows, y = rows_of[h]
+        bundle.members_[h], bundle.boosters_[h] = sel.members, finals[h - 1]
         spread = selections_X[h][sel.val_positions, mad_col]
         bundle.intervals_[h] = ConformalInterval(s.interval_coverage).fit(sel.val_scaled_residuals, spread)
         per_h[str(h)] = _horizon_metrics(sel, y, snaive_scale, s.interval_coverage, used, spread)
@@ -399,6 +413,20 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
     bundle.input_ranges_ = {c: _ranges(win[c]) for c in [target, *used]}
     bundle.spike_threshold_ = float(np.nanquantile(y_window, 0.95))
     return bundle
+
+
+def _each_horizon(fn: Callable[[int], object], horizons: int) -> list:
+    """``[fn(1), .., fn(horizons)]``, two horizons at a time when a core is idle. Each fit is
+    single-threaded and seeded, so the result is the same either way; XGBoost releases the GIL."""
+    workers = max(1, min(2, _threads(1500 * 2)))
+    if workers == 1:
+        return [fn(h) for h in range(1, horizons + 1)]
+    before, tuning.NTHREAD = tuning.NTHREAD, 1  # two horizons on two cores: one thread per fit
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(fn, range(1, horizons + 1)))
+    finally:
+        tuning.NTHREAD = before
 
 
 GUARD_FEATURES = ("med_3", "med_24", "med_168")
