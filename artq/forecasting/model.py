@@ -397,7 +397,10 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
         per_h[str(h)] = _horizon_metrics(sel, y, snaive_scale, s.interval_coverage, used, spread)
     if progress and done < steps:
         progress("done", steps, steps)
-    mean = lambda k: float(np.nanmean([m[k] if m[k] is not None else np.nan for m in per_h.values()]))
+    def mean(key: str) -> float | None:  # None, not NaN: the metrics are stored as strict JSON
+        v = [m[key] for m in per_h.values() if m[key] is not None and np.isfinite(m[key])]
+        return float(np.mean(v)) if v else None
+
     bundle.metrics_ = {
         "mean_mae": mean("mae"), "mean_rmse": mean("rmse"), "mean_mase": mean("mase"),
         "seasonal_naive_24_mean_mae": mean("seasonal_naive_24_mae"),
@@ -439,7 +442,8 @@ def _guard(X: np.ndarray, names: list[str], target: str) -> dict:
     v = X[:, [names.index(f) for f in feats]]
     lo, hi = np.nanpercentile(v, 1, axis=0), np.nanpercentile(v, 99, axis=0)
     slack = GUARD_SLACK * (hi - lo)
-    return {"features": feats, "low": [float(x) for x in lo - slack], "high": [float(x) for x in hi + slack]}
+    finite = lambda a, default: [float(x) if np.isfinite(x) else default for x in a]  # strict JSON
+    return {"features": feats, "low": finite(lo - slack, -1e9), "high": finite(hi + slack, 1e9)}
 
 
 def _horizon_metrics(sel, y: np.ndarray, snaive_scale: float, coverage: float, used: list[str],

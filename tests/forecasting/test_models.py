@@ -90,3 +90,14 @@ def test_missing_origin_value_still_forecasts(bundle, small_frame):
     frame.loc[origin, "art"] = np.nan
     fc = bundle.predict(frame, origin.to_pydatetime(), 1)
     assert np.isfinite(fc.value) and fc.lower <= fc.value <= fc.upper
+
+
+def test_metrics_are_strict_json_with_validation_coverage_and_the_inputs(bundle):
+    import json
+
+    text = json.dumps(bundle.metrics_, allow_nan=False)  # the model_versions row stores them as JSON
+    m = json.loads(text)
+    assert 0 <= m["mean_coverage"] <= 1
+    assert all(0 <= m["horizons"][str(h)]["coverage"] <= 1 for h in range(1, 7))
+    assert m["mean_mae"] <= m["last_value_mean_mae"] and m["mean_mae"] <= m["seasonal_naive_24_mean_mae"]
+    assert set(m["inputs"]) == {"used", "screened_in", "dropped"} and m["inputs"]["used"] == bundle.exog
