@@ -96,7 +96,7 @@ def unchanged_since(session: Session, application: str, fingerprint: str) -> Mod
 
 def register(session: Session, bundle: ModelBundle, models_dir: str, application: str, *, fingerprint: str | None,
              training_start: datetime, training_end: datetime) -> Registration:
-    """Save ``bundle``, record it, and promote it only if it beats the champion and seasonal naive.
+    """Save ``bundle``, record it, and promote it only if it beats the champion and is no worse than seasonal naive.
 
     Versions are compared on validation MASE (MAE over the training window's seasonal-naive-24
     MAE), which is scale-free and so comparable across training windows. The row, its reason and
@@ -117,12 +117,12 @@ def register(session: Session, bundle: ModelBundle, models_dir: str, application
 
 def _verdict(session: Session, metrics: dict, application: str) -> tuple[bool, str]:
     mae, naive, mase = metrics["mean_mae"], metrics["seasonal_naive_24_mean_mae"], metrics["mean_mase"]
-    if not mae < naive:
-        return False, (f"kept, not promoted: validation MAE {mae:.4g} does not beat seasonal-naive-24 "
+    if mae > naive:  # equal is fine: the guardrail may ship the seasonal-naive forecast itself
+        return False, (f"kept, not promoted: validation MAE {mae:.4g} is worse than seasonal-naive-24 "
                        f"MAE {naive:.4g} on the same hours.")
     current = champion(session, application)
     if current is None:
-        return True, f"promoted: first version; validation MAE {mae:.4g} beats seasonal-naive-24 {naive:.4g}."
+        return True, f"promoted: first version; validation MAE {mae:.4g} vs seasonal-naive-24 {naive:.4g}."
     row = version_row(session, application, current)
     old = (row.metrics or {}).get("mean_mase", float("inf")) if row is not None else float("inf")
     if not mase < old:

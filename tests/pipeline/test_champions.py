@@ -70,7 +70,13 @@ def test_a_model_that_loses_to_seasonal_naive_is_kept_not_promoted(db, bundle, t
     b.metrics_ = {**bundle.metrics_, "mean_mae": 99.0, "seasonal_naive_24_mean_mae": 50.0}
     out = register(db, b, tmp_path)
     assert not out.promoted and champion(db) is None
-    assert out.reason == "kept, not promoted: validation MAE 99 does not beat seasonal-naive-24 MAE 50 on the same hours."
+    assert out.reason == "kept, not promoted: validation MAE 99 is worse than seasonal-naive-24 MAE 50 on the same hours."
+
+
+def test_a_first_model_that_ships_the_seasonal_naive_forecast_is_promoted(db, bundle, tmp_path):
+    b = copy.copy(bundle)
+    b.metrics_ = {**bundle.metrics_, "mean_mae": 50.0, "seasonal_naive_24_mean_mae": 50.0}  # the guardrail chose it
+    assert register(db, b, tmp_path).promoted and champion(db) == "v0001"
 
 
 def test_rollback_to_a_named_version_and_unknown_versions_refused(db, bundle, tmp_path):
