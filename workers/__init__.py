@@ -29,6 +29,14 @@ def get_app():
 
 
 def __getattr__(name: str):
-    if name in ("app", "celery"):
-        return get_app()
+    if name in ("app", "celery"):  # `celery -A workers ...`: a settings mistake is one line, not a traceback
+        from artq.errors import ConfigError
+
+        try:
+            return get_app()
+        except ConfigError as exc:
+            import sys
+
+            print(f"artq: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     raise AttributeError(f"module 'workers' has no attribute {name!r}")
