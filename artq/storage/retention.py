@@ -115,17 +115,20 @@ def _partitioned(conn: Connection, table: str, now: datetime, cutoff: datetime |
         raise StorageError(f"the table `{table}` is not partitioned by week: run `artq init-db` to migrate the database "
                            "(revision 0006 partitions it).")
     conn.execute(text(f"SET SESSION lock_wait_timeout = {LOCK_WAIT_S}"))
-    created = _create_ahead(conn, table, parts, (now + timedelta(days=ahead_days)).date())
-    dropped = []
-    if cutoff is not None:
-        parts = partitions(conn, table)
-        # every row of a partition is older than its bound; keep at least one dated partition so the
-        # table always has a place for new weeks to be split from pmax
-        old = [p for p in parts[:-2] if p.below is not None and p.below <= cutoff.date()]
-        for p in old:
-            conn.execute(text(f"ALTER TABLE `{table}` DROP PARTITION `{p.name}`"))
-            dropped.append(p.name)
-    conn.commit()
+    try:
+        created = _create_ahead(conn, table, parts, (now + timedelta(days=ahead_days)).date())
+        dropped = []
+        if cutoff is not None:
+            parts = partitions(conn, table)
+            # every row of a partition is older than its bound; keep at least one dated partition so
+            # the table always has a place for new weeks to be split from pmax
+            old = [p for p in parts[:-2] if p.below is not None and p.below <= cutoff.date()]
+            for p in old:
+                conn.execute(text(f"ALTER TABLE `{table}` DROP PARTITION `{p.name}`"))
+                dropped.append(p.name)
+        conn.commit()
+    finally:  # the connection goes back to the pool: leave the server's default for its next user
+        conn.execute(text("SET SESSION lock_wait_timeout = DEFAULT"))
     return {"created": created, "dropped": dropped, "deleted_rows": 0, "partitions": len(partitions(conn, table))}
 
 
