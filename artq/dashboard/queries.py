@@ -22,6 +22,7 @@ from artq.dashboard.bands import load_actual_art
 from artq.dashboard.labels import label_drivers
 from artq.dashboard.refresh import in_sample, training_windows
 from artq.errors import ConfigError, InputError
+from artq.horizons import HORIZONS
 from artq.storage import repository as repo
 from artq.storage.models import (
     Alert,
@@ -175,6 +176,7 @@ def _past_forecast(session: Session, name: str, end: datetime | None, hours: int
     rows = session.scalars(select(DashboardForecastActual).where(
         DashboardForecastActual.application == name, DashboardForecastActual.horizon == 1,
         DashboardForecastActual.target_hour > end - timedelta(hours=hours), DashboardForecastActual.target_hour <= end,
+        *repo.origin_bounds(DashboardForecastActual.origin, end - timedelta(hours=hours), end),
     ).order_by(DashboardForecastActual.target_hour))
     return [[_iso(r.target_hour), _r(r.forecast), _r(r.lower), _r(r.upper)] for r in rows]
 
@@ -206,7 +208,7 @@ def _validation(session: Session, name: str, latest: list[DashboardLatestForecas
     m = mv.metrics
     per_h = m.get("horizons") if isinstance(m.get("horizons"), dict) else {}
     rows = []
-    for h in range(1, 7):
+    for h in HORIZONS:
         hm = per_h.get(str(h)) if isinstance(per_h.get(str(h)), dict) else {}
         cov = hm.get("coverage", m.get("coverage"))
         rows.append({"horizon": h, "mae": _num(hm.get("mae")), "coverage": _num(cov, 3), "n": hm.get("validation_rows"),
@@ -229,7 +231,8 @@ def _in_sample(session: Session, name: str, end: datetime | None) -> dict[str, A
         return {"count": 0, "of": 0}
     windows = training_windows(session, name)
     rows = session.execute(select(Forecast.model_version, Forecast.target_hour).where(
-        Forecast.application == name, Forecast.target_hour > end - timedelta(days=7), Forecast.target_hour <= end)).all()
+        Forecast.application == name, Forecast.target_hour > end - timedelta(days=7), Forecast.target_hour <= end,
+        *repo.origin_bounds(Forecast.origin, end - timedelta(days=7), end))).all()
     flagged = sum(1 for v, t in rows if in_sample(windows, v, t))
     return {"count": flagged, "of": len(rows)}
 

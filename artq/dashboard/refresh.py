@@ -28,6 +28,7 @@ from artq.dashboard.alerts import Point, evaluate_alerts, rule_for
 from artq.dashboard.bands import HISTORY_DAYS, PERIODS, BandSet, load_actual_art
 from artq.dashboard.labels import label_drivers
 from artq.dashboard.notify import notify_after_commit
+from artq.horizons import HORIZONS, N_HORIZONS, RECENT_HOURS
 from artq.storage import repository as repo
 from artq.storage.db import upsert
 from artq.storage.models import (
@@ -41,9 +42,9 @@ from artq.storage.models import (
     Forecast,
     ModelVersion,
 )
-from artq.timeutil import as_utc, utcnow
+from artq.timeutil import HOUR, as_utc, utcnow
 
-LATE_ACTUAL_HOURS = 48 + 6  # late data is asked for again up to 48 h back; targets run 6 h ahead
+LATE_ACTUAL_HOURS = RECENT_HOURS + N_HORIZONS  # late data is asked for again up to 48 h back; targets run 6 h ahead
 ACCURACY_PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 TOP_DRIVERS = 5
 
@@ -159,13 +160,15 @@ def _refresh_forecast_actual(session: Session, application: str, origin: datetim
     """
     since = origin - timedelta(hours=LATE_ACTUAL_HOURS)
     recent = list(session.scalars(
-        select(Forecast).where(Forecast.application == application, Forecast.target_hour > since, Forecast.origin <= origin)
+        select(Forecast).where(Forecast.application == application, Forecast.target_hour > since, Forecast.origin <= origin,
+                               *repo.origin_bounds(Forecast.origin, since, origin + N_HORIZONS * HOUR))
     ))
     actual = repo.actuals(session, application, [as_utc(f.target_hour) for f in recent])
     stored = {
         (as_utc(r.origin), r.horizon): (r.forecast, r.lower, r.upper, r.actual)
         for r in session.scalars(select(DashboardForecastActual).where(
-            DashboardForecastActual.application == application, DashboardForecastActual.target_hour > since))
+            DashboardForecastActual.application == application, DashboardForecastActual.target_hour > since,
+            *repo.origin_bounds(DashboardForecastActual.origin, since, origin + N_HORIZONS * HOUR)))
     }
     rows = []
     for f in recent:
@@ -195,6 +198,7 @@ def _refresh_accuracy(session: Session, application: str, origin: datetime, nomi
             DashboardForecastActual.application == application,
             DashboardForecastActual.target_hour > origin - longest,
             DashboardForecastActual.target_hour <= origin,
+            *repo.origin_bounds(DashboardForecastActual.origin, origin - longest, origin),
             DashboardForecastActual.actual.is_not(None),
         )
     ).all()
@@ -203,11 +207,12 @@ def _refresh_accuracy(session: Session, application: str, origin: datetime, nomi
     if windows:
         versions = dict(((as_utc(o), h), v) for o, h, v in session.execute(
             select(Forecast.origin, Forecast.horizon, Forecast.model_version).where(
-                Forecast.application == application, Forecast.target_hour > origin - longest, Forecast.target_hour <= origin)))
+                Forecast.application == application, Forecast.target_hour > origin - longest, Forecast.target_hour <= origin,
+                *repo.origin_bounds(Forecast.origin, origin - longest, origin))))
         pairs = [p for p in pairs if not in_sample(windows, versions.get((as_utc(p.origin), p.horizon)), p.target_hour)]
     rows = []
     for period, span in ACCURACY_PERIODS.items():
-        for h in range(1, 7):
+        for h in HORIZONS:
             sel = [p for p in pairs if p.horizon == h and as_utc(p.target_hour) > origin - span]
             errors = [p.forecast - p.actual for p in sel]
             inside = [p.inside_interval for p in sel if p.inside_interval is not None]

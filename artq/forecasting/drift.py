@@ -15,6 +15,7 @@ import pandas as pd
 
 from artq.errors import InputError
 from artq.forecasting.model import ModelBundle
+from artq.horizons import RECENT_HOURS
 from artq.timeutil import as_utc
 
 
@@ -29,7 +30,7 @@ class DriftReport:
 
 
 def check_drift(bundle: ModelBundle, frame: pd.DataFrame, *, now: datetime | None = None,
-                errors: Mapping[int, Sequence[float]] | None = None, recent_hours: int = 48,
+                errors: Mapping[int, Sequence[float]] | None = None, recent_hours: int = RECENT_HOURS,
                 error_ratio: float = 1.5, shift_sigmas: float = 3.0, out_of_range_share: float = 0.25,
                 max_age_hours: int = 24 * 7) -> DriftReport:
     """Has the world moved away from what ``bundle`` was trained on?

@@ -45,12 +45,14 @@ from artq.forecasting.tuning import (
     select,
     train_booster,
 )
+from artq.horizons import (
+    RECENT_HOURS,  # forecasts this far back recalibrate the intervals
+)
 from artq.timeutil import as_utc
 
 Progress = Callable[[str, int, int], None]
 DEFAULT_TUNE_TRIALS = 12
 HOUR_NS = 3_600_000_000_000
-RECENT_HOURS = 48  # forecasts this far back recalibrate the intervals (sliding conformal window)
 
 
 @dataclass
@@ -97,14 +99,6 @@ class ModelBundle:
     def transforms_(self) -> dict[int, TargetTransform]:
         """The primary member's target transform per horizon."""
         return {h: m[0].transform for h, m in self.members_.items()}
-
-    @property
-    def params_(self) -> dict[int, dict]:
-        return {h: m[0].params for h, m in self.members_.items()}
-
-    @property
-    def n_rounds_(self) -> dict[int, int]:
-        return {h: m[0].n_rounds for h, m in self.members_.items()}
 
     @property
     def builder(self) -> FeatureBuilder:

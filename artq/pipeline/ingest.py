@@ -9,13 +9,14 @@ from datetime import datetime, timedelta
 
 from artq.config import ApplicationSettings
 from artq.errors import InputError
+from artq.horizons import RECENT_HOURS
 from artq.pipeline.runtime import Runtime
 from artq.storage import repository as repo
 from artq.timeutil import HOUR, floor_hour, utcnow
 
 logger = logging.getLogger(__name__)
 
-LATE_DATA_LOOKBACK = timedelta(hours=48)  # gaps younger than this are asked for again
+LATE_DATA_LOOKBACK = timedelta(hours=RECENT_HOURS)  # gaps younger than this are asked for again
 IMPLAUSIBLE_EXAMPLES = 10  # series whose first rejected value a summary names; the rest are counted
 
 

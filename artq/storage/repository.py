@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from artq.catalog import MAIN, TARGET_METRIC, series_name
+from artq.horizons import N_HORIZONS
 from artq.storage.db import upsert
 from artq.storage.models import (
     Alert,
@@ -21,7 +22,7 @@ from artq.storage.models import (
     PipelineRun,
     SourceGap,
 )
-from artq.timeutil import as_utc, utcnow
+from artq.timeutil import HOUR, as_utc, utcnow
 
 # -- observations ---------------------------------------------------------------------------
 
@@ -153,11 +154,21 @@ def forecast_actual_pairs(session: Session, applications: Sequence[str], since: 
          .select_from(ft)
          .join(ot, (o.application == f.application) & (o.hour == f.target_hour)
                & (o.server == MAIN) & (o.metric == TARGET_METRIC))
-         .where(f.application.in_(list(applications)), f.target_hour > since, f.target_hour <= until)
+         .where(f.application.in_(list(applications)), f.target_hour > since, f.target_hour <= until,
+                *origin_bounds(f.origin, since, until))
          .order_by(f.application, f.target_hour))
     if horizon is not None:
         q = q.where(f.horizon == horizon)
     return [(a, h, v, as_utc(t), actual, forecast) for a, h, v, t, actual, forecast in session.execute(q).all()]
+
+
+def origin_bounds(origin_column, since: datetime, until: datetime) -> tuple:
+    """``origin`` bounds implied by a target hour in ``(since, until]`` (origin = target - 1..6 h).
+
+    Forecast tables are partitioned by origin on MariaDB: a query that bounds only the target
+    hour visits every partition; with these it reads one or two.
+    """
+    return (origin_column > since - N_HORIZONS * HOUR, origin_column < until)
 
 
 def actuals(session: Session, application: str, hours: Sequence[datetime], metric: str = "art", server: str = "main") -> dict[datetime, float]:
