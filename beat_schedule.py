@@ -37,4 +37,10 @@ def build_beat_schedule(settings: Settings) -> dict:
         "schedule": crontab(minute=PLAN_MINUTE),
         "options": {"expires": 50 * 60},
     }
+    # old history out, weeks ahead in (artq/storage/retention.py): daily, away from the cycle's minutes
+    schedule["artq-retention"] = {
+        "task": "artq.ops.retention",
+        "schedule": crontab(minute=50, hour=3),
+        "options": {"expires": 3600},
+    }
     return schedule

@@ -33,6 +33,7 @@ TASK_ROUTES = {
     "artq.cycle.predict": {"queue": "predict", "routing_key": "predict"},
     "artq.cycle.refresh": {"queue": "refresh", "routing_key": "refresh"},
     "artq.ops.reconcile": {"queue": "refresh", "routing_key": "refresh"},
+    "artq.ops.retention": {"queue": "refresh", "routing_key": "refresh"},
     "artq.model.train": {"queue": "train", "routing_key": "train"},
     "artq.model.drift": {"queue": "train", "routing_key": "train"},
     "artq.model.plan": {"queue": "refresh", "routing_key": "refresh"},

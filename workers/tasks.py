@@ -127,6 +127,15 @@ def _reconcile(self) -> dict:
     return reconcile(rt, restart=canvas.broker_restart(self.app, rt))
 
 
+@shared_task(name="artq.ops.retention", base=PolicyTask, bind=True, soft_time_limit=240, time_limit=300)
+def _retention(self) -> dict:
+    """Beat's daily housekeeping: drop history older than ``operations.retention_days``, add weeks ahead."""
+    from artq.storage.retention import enforce_retention
+
+    rt = runtime_of(self.app)
+    return enforce_retention(rt.db, rt.settings.operations.retention_days)
+
+
 @shared_task(name="artq.model.train", base=PolicyTask, bind=True, soft_time_limit=TRAIN_TIME_LIMIT_S - 60,
              time_limit=TRAIN_TIME_LIMIT_S)
 def _train(self, application: str, tune: bool | None = None) -> dict:
@@ -166,3 +175,4 @@ reconcile = _on_worker_app("artq.ops.reconcile")
 train = _on_worker_app("artq.model.train")
 drift = _on_worker_app("artq.model.drift")
 plan = _on_worker_app("artq.model.plan")
+retention = _on_worker_app("artq.ops.retention")

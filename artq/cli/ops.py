@@ -82,6 +82,35 @@ def workers(
     console.print(table)
 
 
+def retention(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Drop history older than `operations.retention_days` (whole weekly partitions on MariaDB) and add weeks ahead.
+
+    Beat runs the same housekeeping daily at 03:50 UTC; this runs it now.
+
+    Example: artq retention --config artq.yml
+    """
+    from artq.storage import open_database
+    from artq.storage.retention import enforce_retention
+
+    settings = _settings(config)
+    db = open_database(settings.database_url)
+    try:
+        report = enforce_retention(db, settings.operations.retention_days)
+    finally:
+        db.dispose()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for table, r in report["tables"].items():
+        console.print(Text(f"{table}: {len(r['dropped'])} partition(s) dropped, {len(r['created'])} created, "
+                           f"{r['deleted_rows']} row(s) deleted, {r['partitions']} partition(s) now"))
+    console.print(Text(f"kept: everything since {report['cutoff'] or 'the beginning (retention 0: keep forever)'}"))
+
+
 def register(app: typer.Typer) -> None:
     app.command("reconcile")(reconcile)
+    app.command("retention")(retention)
     app.command("workers")(workers)

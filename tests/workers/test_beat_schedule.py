@@ -17,7 +17,7 @@ def test_every_beat_entry_is_a_registered_task_on_a_known_queue(tmp_path):
     for name, entry in schedule.items():
         assert entry["task"] in app.tasks, name
         assert TASK_ROUTES[entry["task"]]["queue"] in queues, name
-    assert set(schedule) == {"artq-hourly-cycle", "artq-reconcile", "artq-retraining-plan"}  # no application named
+    assert set(schedule) == {"artq-hourly-cycle", "artq-reconcile", "artq-retraining-plan", "artq-retention"}  # no app named
 
 
 def test_drift_without_a_model_asks_for_a_first_training(sqlite_settings):
