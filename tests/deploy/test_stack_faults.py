@@ -168,31 +168,33 @@ def _wait_run(stack, origin, timeout: float) -> str:
     raise AssertionError(f"the run of {origin} is still {status!r} after {timeout:.0f} s")
 
 
-def _wait_all_horizons(stack, predict_logs, origin, timeout: float) -> None:
-    """Until the predict replicas logged all six horizons of ``origin``: the chord's refresh is next."""
+def _wait_horizons(stack, predict_logs, origin, count: int, timeout: float) -> None:
+    """Until the predict replicas logged ``count`` horizons of ``origin`` done."""
     deadline = time.monotonic() + timeout
-    while sum(map(len, stack.predict_runs(predict_logs, origin).values())) < 6:
-        assert time.monotonic() < deadline, f"the six horizons of {origin} were not forecast within {timeout:.0f} s"
+    while sum(map(len, stack.predict_runs(predict_logs, origin).values())) < count:
+        assert time.monotonic() < deadline, f"{count} horizons of {origin} were not forecast within {timeout:.0f} s"
         time.sleep(0.02)
 
 
 def test_mariadb_restart_mid_refresh_the_refresh_retries_and_nothing_is_half_written(stack, figures, predict_logs):
-    """MariaDB is killed and restarted as the refresh begins (the moment the sixth horizon is
-    stored, the chord sends it; the refresh worker is paused meanwhile so it cannot slip through
-    first); a refresh that still got through is seen in the log and the fault tried again on
-    another hour, at most three times."""
+    """MariaDB is killed and restarted as the refresh begins (the refresh worker is paused from
+    the fifth horizon until MariaDB is down, so the refresh cannot slip through first); a refresh
+    that still got through is seen in the log and the fault tried again on another hour, at most
+    three times."""
     _settle(stack)
     refresh = LogWatch(stack.container("worker-refresh"))
     mariadb = stack.container("mariadb")
     try:
         for attempt, origin in enumerate((origin_hours_ago(8), origin_hours_ago(9), origin_hours_ago(10))):
             proc = stack.run_cycle(origin)
-            _wait_all_horizons(stack, predict_logs, origin, timeout=120)
-            # The refresh worker is frozen for the second MariaDB takes to die, so its refresh
-            # (queued or running) meets the outage; then MariaDB starts again.
+            # The refresh worker is frozen from the fifth horizon on, so the chord's refresh (sent
+            # when the sixth is stored) waits for it; MariaDB dies; the refresh starts into the
+            # outage; then MariaDB starts again.
             worker = stack.container("worker-refresh")
+            _wait_horizons(stack, predict_logs, origin, 5, timeout=120)
             run(["docker", "pause", worker])
             try:
+                _wait_horizons(stack, predict_logs, origin, 6, timeout=60)
                 run(["docker", "kill", "-s", "KILL", mariadb])
             finally:
                 run(["docker", "unpause", worker])
