@@ -201,9 +201,12 @@ def cpu_seconds(procs: list[subprocess.Popen]) -> float:
 
 
 def mariadb_cpu_seconds() -> float | None:
+    """CPU of this host's MariaDB server (a container's `mariadbd`, in another PID namespace, is not it)."""
+    ours = os.readlink("/proc/self/ns/pid")
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "mariadbd":
+            if (entry.name.isdigit() and (entry / "comm").read_text().strip() == "mariadbd"
+                    and os.readlink(entry / "ns" / "pid") == ours):
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                 return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except OSError:
