@@ -266,6 +266,10 @@ def figures() -> Figures:
 
 @pytest.fixture
 def predict_logs(stack):
+    for name in stack.containers("worker-predict"):  # a test that failed may have left one stopped
+        if stack.inspect(name, "{{.State.Running}}") != "true":
+            run(["docker", "start", name])
+            stack.wait_workers(5, timeout=180)
     watches = {name: LogWatch(name) for name in stack.containers("worker-predict")}
     yield watches
     for w in watches.values():
