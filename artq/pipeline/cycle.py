@@ -278,6 +278,7 @@ def run_in_process(rt: Runtime, applications: list[str], origin: datetime, trigg
 
 
 def _run_batch(rt: Runtime, batch: list[str], origin: datetime, say: Progress, sleep) -> dict[str, dict]:
+    step = "fetch"
     try:
         say(f"fetching {len(batch)} application(s) for origin {origin:%Y-%m-%d %H:00} UTC")
         payload = with_policy(lambda: fetch_step(rt, batch, origin), "fetch", say, sleep)
@@ -288,10 +289,10 @@ def _run_batch(rt: Runtime, batch: list[str], origin: datetime, say: Progress, s
             except Exception as exc:  # noqa: BLE001 - one horizon never sinks the other five
                 logger.error("horizon %d of %s gave up", h, origin.isoformat(), exc_info=exc)
                 results.append(horizon_failure(payload, h, exc))
+        step = "refresh"
         say("refreshing the dashboard tables")
         done = with_policy(lambda: refresh_step(rt, results, batch, origin), "refresh", say, sleep)["applications"]
     except Exception as exc:  # noqa: BLE001 - a step gave up for good: account for every run of the batch
-        step = getattr(exc, "artq_step", "cycle")
         runs.fail_runs(rt, batch, origin, f"{step}: {describe(exc)}", exc)
         done = {}
     return {n: _outcome_of(rt, n, origin, done.get(n)) for n in batch}
@@ -317,7 +318,6 @@ def with_policy(step: Callable[[], dict], name: str, say: Progress, sleep) -> di
         except Exception as exc:
             policy = policy_for(exc)
             if policy is None or retry >= policy.retries:
-                exc.artq_step = name.split()[0]  # type: ignore[attr-defined]
                 raise
             delay = policy.delay(retry)
             retry += 1
