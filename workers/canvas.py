@@ -24,8 +24,8 @@ from artq.errors import ArtqError, CycleAlreadyRunning
 from artq.horizons import HORIZONS
 from artq.pipeline import runs
 from artq.pipeline.cycle import batches, run_in_process
-from artq.pipeline.runs import RunStatus
-from artq.pipeline.runtime import Runtime
+from artq.pipeline.runs import RunStatus, describe
+from artq.pipeline.runtime import Runtime, StorageUnavailable, is_transient
 from artq.storage import repository as repo
 from artq.timeutil import as_utc, last_complete_hour
 from workers.lock import CycleLock
@@ -148,10 +148,21 @@ def _wait(rt: Runtime, application: str, origin: datetime, timeout_s: float, pro
     started = time.monotonic()
     said = started
     while True:
-        with rt.db.session() as s:
-            run = repo.get_run(s, application, origin)
-            stored = len(repo.forecasts_for(s, application, origin))
-            state = (run.status, run.error, dict(run.details or {}), run.fetch_s) if run is not None else None
+        try:
+            with rt.db.session() as s:
+                run = repo.get_run(s, application, origin)
+                stored = len(repo.forecasts_for(s, application, origin))
+                state = (run.status, run.error, dict(run.details or {}), run.fetch_s) if run is not None else None
+        except Exception as exc:  # the database restarting while we wait: the workers retry, so do we
+            if not is_transient(exc) and not isinstance(exc, StorageUnavailable):
+                raise
+            if progress:
+                progress(f"{time.monotonic() - started:.0f} s: database unavailable ({describe(exc)}); still waiting")
+            if time.monotonic() - started > timeout_s:
+                raise ArtqError(f"the cycle of {application} for {origin.isoformat()} did not finish within "
+                                f"{timeout_s:.0f} s and the database is unreachable; see `artq status` later.") from None
+            time.sleep(1)
+            continue
         if state is not None and state[0] != RunStatus.RUNNING:
             status, error, details, _ = state
             return {"application": application, "origin": origin.isoformat(), "status": str(status),
