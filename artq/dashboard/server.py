@@ -161,7 +161,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _challenge(self) -> None:
         auth = self.server.settings.dashboard.auth
-        schemes = ([f'Basic realm="artq dashboard", charset="UTF-8"'] if auth.username else []) + (
+        schemes = (['Basic realm="artq dashboard", charset="UTF-8"'] if auth.username else []) + (
             ['Bearer realm="artq dashboard"'] if auth.token else [])
         self._json(HTTPStatus.UNAUTHORIZED, {"error": "login required: HTTP Basic or a bearer token (dashboard.auth)"},
                    extra={"WWW-Authenticate": ", ".join(schemes)})

@@ -13,7 +13,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from artq.storage import migrate
 from artq.storage.db import Database
 from artq.storage.models import DashboardForecastDriver, DashboardLatestForecast, DashboardPercentileBand
 from artq.timeutil import as_utc, last_complete_hour
