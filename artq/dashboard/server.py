@@ -58,6 +58,14 @@ class DashboardServer(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(settings.dashboard.max_connections)
         super().__init__(address, Handler)
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that hung up is routine for a web server, not a traceback on stderr."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
     def process_request(self, request, client_address) -> None:
         # a connection beyond the cap gets a short 503 from the accepting thread, no thread of its own
         if not self.slots.acquire(blocking=False):
@@ -194,6 +202,8 @@ class Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
         except ArtqError as exc:
             self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)})
+        except ConnectionError:  # the client went away mid-answer (closed tab, timeout): nothing to tell it
+            self.close_connection = True
         except Exception:  # a bug must not kill the server thread silently, nor leak a traceback to the page
             log.exception("dashboard: %s failed", path)
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error; see the dashboard log"})
