@@ -63,7 +63,7 @@ def init_db(config: ConfigOpt = None) -> None:
 
     settings = _settings(config)
     rev = migrate(settings.database_url)
-    console.print(f"database schema at revision {rev}: {_safe_url(settings.database_url)}")
+    console.print(f"database schema at revision {rev}: {mask_url(settings.database_url)}")
 
 
 def backfill(
@@ -258,7 +258,7 @@ def demo(
         rt.close()
     out = _cycle(settings, name, t0, use_broker=False, timeout=600, trigger="demo")
     _print_forecasts(settings, name, t0, out)
-    console.print(Text(f"data: {_safe_url(settings.database_url)}; models: {settings.models_dir}; took {time.perf_counter() - started:.1f} s (at {utcnow():%H:%M} UTC)"))
+    console.print(Text(f"data: {mask_url(settings.database_url)}; models: {settings.models_dir}; took {time.perf_counter() - started:.1f} s (at {utcnow():%H:%M} UTC)"))
     console.print(Text("next: `artq serve --simulate` shows the dashboard and runs the cycle every hour on the simulator (Ctrl-C stops)"))
     _exit_on_failure(out)
 
@@ -307,12 +307,6 @@ def print_runs(runs) -> None:
 
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.2f}"
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def register(app: typer.Typer) -> None:
