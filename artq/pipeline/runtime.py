@@ -27,10 +27,12 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 # MySQL/MariaDB client errors that mean "the connection is gone, try again later":
-# 2002/2003 cannot connect, 2006 server has gone away, 2013 lost connection during query,
-# 2055 lost connection at the handshake; 1205 lock wait timeout and 1213 deadlock also clear up
-# on a retry.
-TRANSIENT_DB_CODES = frozenset({2002, 2003, 2006, 2013, 2055, 1205, 1213})
+# 2002/2003 cannot connect, 2005 unknown host (a stopped container's name leaves Docker's DNS
+# until it starts again; a typo'd host fails at `init-db` long before a cycle), 2006 server has
+# gone away, 2013 lost connection during query, 2055 lost connection at the handshake,
+# 1053 server shutdown in progress; 1205 lock wait timeout and 1213 deadlock also clear up on a
+# retry.
+TRANSIENT_DB_CODES = frozenset({1053, 1205, 1213, 2002, 2003, 2005, 2006, 2013, 2055})
 
 
 class StorageUnavailable(StorageError):
