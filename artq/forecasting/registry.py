@@ -204,6 +204,17 @@ def _bundle_from(meta: dict, path: Path, version: str, verified: set[str]) -> Mo
                          coverage=float(meta["coverage"]), tier_names=dict(meta["tier_names"]),
                          seed=int(meta["seed"]), version=version)
     bundle.feature_names_ = list(names)
+    # one thread: XGBoost's default OpenMP pool made each load_model ~7 ms instead of ~0.3 ms on a
+    # busy 2-core machine (the idle threads spin); a worker's cold start loads thousands of files
+    with xgb.config_context(nthread=1):
+        _load_boosters(meta, path, version, verified, bundle, names)
+    bundle.metrics_, bundle.training_window_ = meta["metrics"], meta["training_window"]
+    bundle.input_ranges_, bundle.spike_threshold_ = meta["input_ranges"], float(meta["spike_threshold"])
+    bundle.tuned_ = bool(meta["tuned"])
+    return bundle
+
+
+def _load_boosters(meta: dict, path: Path, version: str, verified: set[str], bundle: ModelBundle, names: list[str]) -> None:
     for h in range(1, bundle.horizons + 1):
         members, boosters = [], []
         for spec in meta["members"][str(h)]:
@@ -220,10 +231,6 @@ def _bundle_from(meta: dict, path: Path, version: str, verified: set[str]) -> Mo
             members.append(Member(TargetTransform.from_name(spec["transform"]), spec["params"], int(spec["n_rounds"])))
         bundle.members_[h], bundle.boosters_[h] = members, boosters
         bundle.intervals_[h] = ConformalInterval.from_dict(meta["intervals"][str(h)])
-    bundle.metrics_, bundle.training_window_ = meta["metrics"], meta["training_window"]
-    bundle.input_ranges_, bundle.spike_threshold_ = meta["input_ranges"], float(meta["spike_threshold"])
-    bundle.tuned_ = bool(meta["tuned"])
-    return bundle
 
 
 def read_metadata(path: Path) -> dict:

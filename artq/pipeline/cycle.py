@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +30,7 @@ from artq.forecasting.batch import predict_many
 from artq.horizons import HORIZONS, check_horizon
 from artq.pipeline import runs
 from artq.pipeline.feature_rows import build_rows, decode, recent_pairs
-from artq.pipeline.ingest import fetch_new_hours
+from artq.pipeline.ingest import fetch_batch, read_committed
 from artq.pipeline.retry import policy_for
 from artq.pipeline.runs import RunStatus, describe
 from artq.pipeline.runtime import Runtime, is_transient, retry_safe
@@ -78,19 +77,11 @@ def fetch_step(rt: Runtime, applications: list[str], origin: datetime, task_id: 
         failed.update({n: f"fetch: {exc}" for n in applications if n not in failed})
     todo = [n for n in applications if n not in failed]
 
-    def ingest(name: str) -> tuple[str, Any, float]:
-        began = time.perf_counter()
-        try:
-            return name, fetch_new_hours(rt, known[name], until=origin + HOUR), time.perf_counter() - began
-        except Exception as exc:  # noqa: BLE001 - sorted below: transient retries the step, the rest is recorded
-            return name, exc, time.perf_counter() - began
-
-    # I/O against the controller: overlap the applications' requests (the client is thread-safe)
-    threads = max(1, min(rt.settings.operations.fleet_fetch_threads, len(todo)))
-    with ThreadPoolExecutor(threads) as pool:
-        outcomes = list(pool.map(ingest, todo))
+    # the controller's requests overlap in threads (I/O; the client is thread-safe), one store for the batch
+    outcomes = fetch_batch(rt, [known[n] for n in todo], until=origin + HOUR,
+                           threads=rt.settings.operations.fleet_fetch_threads) if todo else {}
     fields: dict[str, dict[str, Any]] = {}
-    for name, summary, elapsed in outcomes:
+    for name, (summary, elapsed) in outcomes.items():
         if isinstance(summary, Exception):
             if is_transient(summary):
                 raise summary  # the source or database is away for everyone: the whole step retries
@@ -130,8 +121,8 @@ def _close_failed(rt: Runtime, origin: datetime, failed: dict[str, str]) -> None
 def predict_step(rt: Runtime, payload: dict[str, Any], horizon: int, task_id: str | None = None) -> dict[str, Any]:
     """Forecast hour ``origin + horizon`` for every application of the batch; store them in one upsert.
 
-    The interval of each forecast is recalibrated by the model's own recent errors on this
-    horizon (:func:`artq.pipeline.feature_rows.recent_pairs`). A model that cannot be loaded
+    The interval of each forecast is recalibrated by the recent errors of the stored forecasts
+    of this horizon (:func:`artq.pipeline.feature_rows.recent_pairs`). A model that cannot be loaded
     (missing, tampered) fails that application only.
     """
     check_horizon(horizon)
@@ -183,8 +174,6 @@ def refresh_step(rt: Runtime, results: list[Any], applications: list[str], origi
     A result for another origin is refused (counted as that horizon's failure). Applications
     whose run the fetch step closed are left as they are. Idempotent: a retry rewrites the same rows.
     """
-    from artq.dashboard.refresh import refresh_dashboard
-
     by_horizon: dict[int, dict[str, Any]] = {}
     refused: dict[int, str] = {}
     for r in results:
@@ -196,26 +185,57 @@ def refresh_step(rt: Runtime, results: list[Any], applications: list[str], origi
         by_horizon[r["horizon"]] = r
     with rt.db.session() as s:
         still_open = {n for n, run in runs.runs_of(s, applications, origin).items() if run.status == RunStatus.RUNNING}
+    todo = [n for n in applications if n in still_open]
+    try:
+        outcome = _refresh_together(rt, todo, origin, by_horizon, refused, task_id)
+    except Exception as exc:
+        if is_transient(exc):
+            raise  # the database is away (or a deadlock): the whole refresh retries, rewriting the same rows
+        # one application's refresh failed the batch's transaction: one transaction each, failures isolated
+        logger.warning("refresh of %d applications together failed (%s); one by one", len(todo), describe(exc))
+        outcome = _refresh_each(rt, todo, origin, by_horizon, refused, task_id)
+    counts: dict[str, int] = {}
+    for o in outcome.values():
+        counts[o["status"]] = counts.get(o["status"], 0) + 1
+    return {"origin": origin.isoformat(), "applications": outcome, "statuses": counts}
+
+
+def _refresh_together(rt: Runtime, names: list[str], origin: datetime, by_horizon: dict[int, dict[str, Any]],
+                      refused: dict[int, str], task_id: str | None) -> dict[str, dict[str, Any]]:
+    """Every application's dashboard refresh and run closing in one transaction (READ COMMITTED on
+    MariaDB, so the other worker's batch never waits on this one's gap locks)."""
+    from artq.dashboard.refresh import refresh_dashboards
+
+    if not names:
+        return {}
+    started = time.perf_counter()
+    with rt.db.session() as s:
+        read_committed(s)
+        dash = refresh_dashboards(s, rt.settings, names, origin)
+        elapsed = (time.perf_counter() - started) / len(names)  # the batch's time, shared evenly
+        return _close_runs(s, origin, {n: (_horizon_outcomes(n, by_horizon, refused), dash[n], elapsed) for n in names},
+                           task_id)
+
+
+def _refresh_each(rt: Runtime, names: list[str], origin: datetime, by_horizon: dict[int, dict[str, Any]],
+                  refused: dict[int, str], task_id: str | None) -> dict[str, dict[str, Any]]:
+    from artq.dashboard.refresh import refresh_dashboard
+
     outcome: dict[str, dict[str, Any]] = {}
-    for name in applications:
-        if name not in still_open:
-            continue
+    for name in names:
         per_h = _horizon_outcomes(name, by_horizon, refused)
         started = time.perf_counter()
         try:
             with rt.db.session() as s:
                 dash = refresh_dashboard(s, rt.settings, name, origin)
-                outcome[name] = _close_run(s, name, origin, per_h, dash, time.perf_counter() - started, task_id)
+                outcome.update(_close_runs(s, origin, {name: (per_h, dash, time.perf_counter() - started)}, task_id))
         except Exception as exc:
             if is_transient(exc):
                 raise  # the database is away: the whole refresh retries (runs done so far rewrite the same rows)
             logger.error("refresh of %s for %s failed", name, origin.isoformat(), exc_info=exc)
             runs.fail_runs(rt, [name], origin, f"refresh: {describe(exc)}", exc)
             outcome[name] = {"status": RunStatus.FAILED, "horizons_ok": [], "failed": {"refresh": describe(exc)}}
-    counts: dict[str, int] = {}
-    for o in outcome.values():
-        counts[o["status"]] = counts.get(o["status"], 0) + 1
-    return {"origin": origin.isoformat(), "applications": outcome, "statuses": counts}
+    return outcome
 
 
 def _horizon_outcomes(name: str, by_horizon: dict[int, dict[str, Any]], refused: dict[int, str]) -> dict[int, dict]:
@@ -233,13 +253,22 @@ def _horizon_outcomes(name: str, by_horizon: dict[int, dict[str, Any]], refused:
     return out
 
 
-def _close_run(session, name: str, origin: datetime, per_h: dict[int, dict], dash: dict, elapsed: float,
-               task_id: str | None) -> dict[str, Any]:
+def _close_runs(session, origin: datetime, closing: dict[str, tuple[dict[int, dict], dict, float]],
+                task_id: str | None) -> dict[str, dict[str, Any]]:
+    """Close each run with its horizons' outcomes, dashboard summary and refresh time (one read of the runs)."""
+    fields, out = {}, {}
+    for name, (per_h, dash, elapsed) in closing.items():
+        fields[name], out[name] = _closed(per_h, dash, elapsed, task_id)
+    runs.update_runs(session, origin, fields)
+    return out
+
+
+def _closed(per_h: dict[int, dict], dash: dict, elapsed: float, task_id: str | None) -> tuple[dict, dict[str, Any]]:
     ok = [h for h, r in per_h.items() if r["ok"]]
     failed = {str(h): r["error"] for h, r in per_h.items() if not r["ok"]}
     status = RunStatus.SUCCEEDED if not failed else (RunStatus.PARTIAL if ok else RunStatus.FAILED)
     versions = {r["version"] for r in per_h.values() if r["ok"]}
-    runs.update_runs(session, origin, {name: {
+    return {
         "status": status, "finished_at": utcnow(), "refresh_s": round(elapsed, 4),
         "predict_s": max((r.get("seconds") or 0 for r in per_h.values() if r["ok"]), default=None),
         "error": "; ".join(f"h{h}: {e}" for h, e in failed.items()) or None,
@@ -248,8 +277,7 @@ def _close_run(session, name: str, origin: datetime, per_h: dict[int, dict], das
                     "workers": {str(h): r["worker"] for h, r in per_h.items() if r.get("worker")}},
         "task_ids": {"predict": {str(h): r["task_id"] for h, r in per_h.items() if r.get("task_id")},
                      **({"refresh": task_id} if task_id else {})},
-    }})
-    return {"status": status, "horizons_ok": ok, "failed": failed}
+    }, {"status": status, "horizons_ok": ok, "failed": failed}
 
 
 # -- in-process --------------------------------------------------------------------------------------------

@@ -98,6 +98,91 @@ def open_gap_hours(session: Session, application: str, since: datetime, max_atte
     return [as_utc(h) for h in rows]
 
 
+# -- a batch of applications at once (the fleet cycle's fetch step) -----------------------------
+
+
+def latest_observed_hours(session: Session, applications: Sequence[str]) -> dict[str, datetime]:
+    """:func:`latest_observed_hour` of many applications in one query (the (application, hour) index)."""
+    if not applications:
+        return {}
+    rows = session.execute(select(Observation.application, func.max(Observation.hour))
+                           .where(Observation.application.in_(list(applications))).group_by(Observation.application))
+    return {a: as_utc(h) for a, h in rows if h is not None}
+
+
+def open_gap_hours_many(session: Session, applications: Sequence[str], since: datetime,
+                        max_attempts: int = 24) -> dict[str, list[datetime]]:
+    """:func:`open_gap_hours` of many applications in one query."""
+    out: dict[str, set[datetime]] = {}
+    if applications:
+        for a, h in session.execute(select(SourceGap.application, SourceGap.hour).where(
+                SourceGap.application.in_(list(applications)), SourceGap.hour >= since,
+                SourceGap.attempts < max_attempts)):
+            out.setdefault(a, set()).add(as_utc(h))
+    return {a: sorted(hours) for a, hours in out.items()}
+
+
+def upsert_many(session: Session, table, rows: list[dict[str, Any]], keys: Sequence[str],
+                update: Sequence[str] | None = None) -> None:
+    """:func:`artq.storage.db.upsert` as one cached statement run with executemany (the driver sends
+    multi-row INSERTs): compiling a 500-row VALUES clause per chunk cost more CPU than the rows."""
+    if not rows:
+        return
+    update = [c for c in (update if update is not None else rows[0]) if c not in keys]
+    dialect = session.get_bind().dialect.name
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        stmt = mysql_insert(table)
+        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update})
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in update})
+    for i in range(0, len(rows), 2000):
+        session.execute(stmt, rows[i : i + 2000])
+
+
+def store_observations_many(session: Session, values: dict[str, Iterable[Any]],
+                            missing: dict[str, Sequence[tuple[str, str, datetime]]],
+                            now: datetime | None = None) -> dict[str, tuple[int, int]]:
+    """:func:`store_observations` and :func:`record_gaps` of many applications, in the caller's transaction.
+
+    One upsert for every value; the gaps of the batch's hours are read once, so the usual hour
+    (no gap anywhere) costs no gap statement at all. Returns ``{application: (stored, missing)}``.
+    """
+    now = now or utcnow()
+    rows, counts = [], {}
+    for app, vals in values.items():
+        mine = [dict(application=app, server=v.server, metric=v.metric, hour=v.hour, value=float(v.value), fetched_at=now)
+                for v in vals if v.value is not None and np.isfinite(v.value)]
+        rows += mine
+        counts[app] = (len(mine), len(missing.get(app) or ()))
+    upsert_many(session, Observation.__table__, rows, ("application", "server", "metric", "hour"), ("value", "fetched_at"))
+    hours = [r["hour"] for r in rows] + [h for m in missing.values() for _, _, h in m]
+    if not hours:
+        return counts
+    existing = {(g.application, g.server, g.metric, as_utc(g.hour)): g for g in session.scalars(
+        select(SourceGap).where(SourceGap.application.in_(list(counts)), SourceGap.hour >= min(hours),
+                                SourceGap.hour <= max(hours)))}
+    for r in rows:  # a value arrived: its gap is closed
+        gap = existing.pop((r["application"], r["server"], r["metric"], as_utc(r["hour"])), None)
+        if gap is not None:
+            session.delete(gap)
+    for app, gaps in missing.items():
+        for server, metric, hour in gaps:
+            gap = existing.get((app, server, metric, hour))
+            if gap is not None:
+                gap.attempts += 1
+                gap.last_checked = now
+            else:
+                existing[(app, server, metric, hour)] = SourceGap(application=app, server=server, metric=metric,
+                                                                  hour=hour, first_seen=now, last_checked=now, attempts=1)
+                session.add(existing[(app, server, metric, hour)])
+    return counts
+
+
 def load_frame(session: Session, application: str, start: datetime, end: datetime) -> pd.DataFrame:
     """The wide hourly frame for hours in ``[start, end]``: a complete UTC grid, NaN where missing."""
     rows = session.execute(

@@ -113,14 +113,19 @@ def clone_history(settings, names: list[str], sources: list[str]) -> None:
     db = open_database(settings.database_url)
     with db.engine.begin() as conn:
         have = set(conn.execute(sa.text("SELECT DISTINCT application FROM observations")).scalars())
-        todo = [n for n in names if n not in have]
-        if todo:
-            log(f"copying the history of {len(sources)} simulated applications to {len(todo)} others")
-        for i, name in enumerate(todo):
-            conn.execute(sa.text(
-                "INSERT INTO observations (application, server, metric, hour, value, fetched_at) "
-                "SELECT :name, server, metric, hour, value, fetched_at FROM observations WHERE application = :src"),
-                {"name": name, "src": sources[i % len(sources)]})
+    todo = [n for n in names if n not in have]
+    if todo:
+        log(f"copying the history of {len(sources)} simulated applications to {len(todo)} others")
+    began = time.perf_counter()
+    for start in range(0, len(todo), 50):  # a transaction per 50 applications: no giant undo log at 10,000
+        with db.engine.begin() as conn:
+            for i, name in enumerate(todo[start : start + 50], start=start):
+                conn.execute(sa.text(
+                    "INSERT INTO observations (application, server, metric, hour, value, fetched_at) "
+                    "SELECT :name, server, metric, hour, value, fetched_at FROM observations WHERE application = :src"),
+                    {"name": name, "src": sources[i % len(sources)]})
+        if (start // 50) % 20 == 19:
+            log(f"  {start + 50}/{len(todo)} ({time.perf_counter() - began:.0f} s)")
     db.dispose()
 
 
@@ -272,9 +277,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20, help="single-application cycles per mode")
     ap.add_argument("--mariadb", default=os.environ.get("ARTQ_TEST_MARIADB_URL", "mysql+mysqldb://root@127.0.0.1:3306"))
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/6")
-    ap.add_argument("--work-dir", default="/tmp/artq-bench-fleet")
+    ap.add_argument("--work-dir", default=None, help="default /tmp/artq-bench-fleet-<apps>")
     ap.add_argument("--reuse", action="store_true", help="keep the database and models of the last run")
     ap.add_argument("--skip-fleet", action="store_true", help="only the single-application comparison")
+    ap.add_argument("--setup-only", action="store_true", help="prepare the database, models and history, then stop")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
     args = ap.parse_args()
 
@@ -285,7 +291,7 @@ def main() -> None:
     from artq.storage import open_database
     from workers.factory import create_app
 
-    work = Path(args.work_dir)
+    work = Path(args.work_dir or f"/tmp/artq-bench-fleet-{args.apps}")
     if not args.reuse and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -311,6 +317,9 @@ def main() -> None:
         backfill_fleet(settings, simulated, t0 - timedelta(days=args.days) + HOUR, t0 - HOUR)
         clone_history(settings, names, simulated)
         setup_s = time.perf_counter() - setup
+        if args.setup_only:
+            log(f"setup done in {setup_s:.0f} s")
+            return
         config = work / "artq.yml"
         config.write_text(yaml.safe_dump({
             "database_url": settings.database_url, "models_dir": settings.models_dir,
