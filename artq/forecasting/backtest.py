@@ -232,11 +232,14 @@ def backtest_frame(frame: pd.DataFrame, target: str, exog: str | Sequence[str] =
     y = frame[target].astype(float)
     past = y.loc[: origins[0]]
     rows, used = [], []
+    earlier: dict[int, list[pd.Series]] = {h: [] for h in range(1, H + 1)}  # what the live cycle would have stored
     for i, block in enumerate(blocks):
         bundle = train_bundle(frame.loc[: block[0], [target, *cols]], target, replace(s), exog=cols)
         used += [c for c in bundle.exog if c not in used]
-        preds = bundle.predict_frame(frame.loc[: block[-1]], block)
+        forecast_before = {h: pd.concat(v) if v else pd.Series(dtype=float) for h, v in earlier.items()}
+        preds = bundle.predict_frame(frame.loc[: block[-1]], block, past=forecast_before)
         for h, df in preds.items():
+            earlier[h].append(df["value"])
             part = pd.DataFrame({"origin": block, "horizon": h,
                                  "actual": y.reindex(block + pd.Timedelta(hours=h)).to_numpy(),
                                  "artq": df["value"].to_numpy(), "lower": df["lower"].to_numpy(),

@@ -24,10 +24,10 @@ def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int,
     """:meth:`ModelBundle.predict` for many applications, each with its own model, same arithmetic.
 
     ``recent[i]``, when given, holds application ``i``'s recent out-of-sample (actual, forecast)
-    pairs of this horizon in original units, oldest first: the model's own forecasts of hours
-    after its training window and at or before the origin. Their residuals slide into the
-    conformal calibration window (:meth:`ConformalInterval.bounds_with`), as in
-    :meth:`ModelBundle.predict_frame`.
+    pairs of this horizon in original units, oldest first: the stored forecasts of the last
+    hours up to the origin (this model's for hours after its training window, earlier models'
+    before). Their residuals slide into the conformal calibration window
+    (:meth:`ConformalInterval.bounds_with`), as in :meth:`ModelBundle.predict_frame` with ``past``.
 
     Each row goes to its own boosters through ``inplace_predict`` (no DMatrix); the drivers come
     from one small NumPy DMatrix per application (``pred_contribs`` has no in-place form).

@@ -53,6 +53,7 @@ from artq.timeutil import as_utc
 Progress = Callable[[str, int, int], None]
 DEFAULT_TUNE_TRIALS = 12
 HOUR_NS = 3_600_000_000_000
+RANGE_HEADROOM = float(np.log(1.5))  # forecasts stay within 1.5x of the training range (see within_range)
 
 
 @dataclass
@@ -143,7 +144,20 @@ class ModelBundle:
         odd = self.unfamiliar(X)
         if odd.any():
             out[odd] = TargetTransform.inv(X[odd, cols.level])
-        return out
+        return self.within_range(out, X[:, cols.level])
+
+    def within_range(self, value: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """``value`` kept within ``RANGE_HEADROOM`` of the training window's 1st..99th percentile
+        range, stretched to the current level (``level``, log scale): a burst bigger than
+        nearly every training hour is not forecastable, and a forecast of one (a spike copied or
+        added on top of a burst) costs more than any forecast inside the range."""
+        rng = self.metrics_.get("range") if isinstance(self.metrics_, dict) else None
+        if not rng:
+            return value
+        with np.errstate(invalid="ignore"):
+            hi = np.fmax(rng[1], level) + RANGE_HEADROOM
+            lo = np.fmin(rng[0], level) - RANGE_HEADROOM
+            return TargetTransform.inv(np.clip(slog(value), lo, hi))
 
     def unfamiliar(self, X: np.ndarray) -> np.ndarray:
         """Rows whose level relative to the last 3, 24 and 168 hours lies far outside the training
@@ -199,16 +213,21 @@ class ModelBundle:
         return frame.assign(**{c: np.nan for c in missing})
 
     def _forecast(self, frame: pd.DataFrame, origins: pd.DatetimeIndex, horizons: Sequence[int],
-                  with_drivers: bool) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, list]]:
+                  with_drivers: bool, past: Mapping[int, pd.Series] | None = None,
+                  ) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, list]]:
         """``{h: (value, lower, upper, drivers)}`` per origin. Each origin's interval takes in the
-        residuals of forecasts of hours after the training window and at or before the origin."""
+        residuals of the forecasts of the last ``RECENT_HOURS`` target hours up to the origin:
+        ``past[h]`` where it holds one (what was forecast then, by earlier models; indexed by
+        origin), else this model's own from origins at or after its training window's end."""
         H = self.horizons
         index = frame.index
         pos = index.get_indexer(origins)
         if (pos < 0).any():
             raise InputError(f"`origin` {origins[pos < 0][0].isoformat()} is not a row of `frame`.")
         end = pd.Timestamp(self.training_window_["end"]) if self.training_window_ else origins.min()
-        first = max(origins.min() - pd.Timedelta(hours=RECENT_HOURS + H), end - pd.Timedelta(hours=H))
+        first = origins.min() - pd.Timedelta(hours=RECENT_HOURS + H)
+        if past is None:
+            first = max(first, end)
         lo_pos = int(index.searchsorted(first))
         extra = np.arange(lo_pos, int(pos.max()))
         all_pos = np.union1d(pos, extra)
@@ -223,13 +242,18 @@ class ModelBundle:
             value = self.values(X[h], h)
             target_pos = all_pos + h
             actual = np.where(target_pos < len(z), z[np.minimum(target_pos, len(z) - 1)], np.nan)
-            residual = actual - slog(value)
             when = stamps[all_pos] + h * step  # target hours of every forecast
+            given = np.full(len(all_pos), np.nan)
+            if past is not None:  # from origins before this model existed: what earlier models forecast
+                earlier = pd.Series(past.get(h, pd.Series(dtype=float)), dtype=float)
+                given = earlier[~earlier.index.duplicated(keep="last")].reindex(index[all_pos]).to_numpy()
+            forecast = np.where(np.isfinite(given), given, np.where(stamps[all_pos] >= end_i, value, np.nan))
+            residual = actual - slog(forecast)
             lower, upper = np.empty(len(pos)), np.empty(len(pos))
             drivers = []
             for i, (p, w) in enumerate(zip(pos, where, strict=True)):
                 t = stamps[p]
-                a = np.searchsorted(when, max(end_i, t - RECENT_HOURS * step), side="right")
+                a = np.searchsorted(when, t - RECENT_HOURS * step, side="right")
                 b = np.searchsorted(when, t, side="right")
                 recent = residual[a:b]
                 lower[i], upper[i] = self.bounds(value[w], h, recent[np.isfinite(recent)], X[h][w])
@@ -238,16 +262,19 @@ class ModelBundle:
             out[h] = (value[where], lower, upper, drivers)
         return out
 
-    def predict_frame(self, frame: pd.DataFrame, origins: Sequence | pd.DatetimeIndex) -> dict[int, pd.DataFrame]:
+    def predict_frame(self, frame: pd.DataFrame, origins: Sequence | pd.DatetimeIndex,
+                      past: Mapping[int, pd.Series] | None = None) -> dict[int, pd.DataFrame]:
         """Vectorised forecasts for many origins: ``{h: DataFrame(value, lower, upper)}``.
 
-        Each origin's forecast and interval read only rows at or before it: the interval's
-        recent residuals are those of hours after the training window and at or before the origin.
+        Each origin's forecast and interval read only rows at or before it. ``past[h]``: what
+        earlier models forecast (indexed by origin; a backtest passes its earlier blocks'
+        forecasts, as the live cycle reads its stored ones): their errors on the last
+        ``RECENT_HOURS`` join the interval's calibration at once after a refit.
         """
         frame = self._with_columns(frame)
         check_frame(frame, self.target, self.exog)
         origins = pd.DatetimeIndex(origins)
-        got = self._forecast(frame, origins, range(1, self.horizons + 1), with_drivers=False)
+        got = self._forecast(frame, origins, range(1, self.horizons + 1), with_drivers=False, past=past)
         return {h: pd.DataFrame({"value": v, "lower": lo, "upper": hi}, index=origins) for h, (v, lo, hi, _) in got.items()}
 
     def predict(self, frame: pd.DataFrame, origin: datetime, horizon: int) -> HorizonForecast:
@@ -402,6 +429,7 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
         "mean_coverage": mean("coverage"), "horizons": per_h,
         "inputs": {"used": list(used), "screened_in": list(screened), "dropped": dropped},
         "guard": guard,
+        "range": [float(v) for v in slog(np.nanquantile(y_window, [0.01, 0.99]))],
     }
     window = frame.index[in_window]
     bundle.training_window_ = {"start": window[0].isoformat(), "end": window[-1].isoformat(),

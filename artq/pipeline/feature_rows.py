@@ -146,12 +146,15 @@ def _json_rows(frame: pd.DataFrame) -> list[list[float | None]]:
 
 def recent_pairs(rt: Runtime, versions: dict[str, str], t0: datetime, horizon: int,
                  trained_until: dict[str, datetime]) -> dict[str, np.ndarray]:
-    """Per application, the (actual, forecast) pairs of its model's own recent forecasts, oldest first.
+    """Per application, the (actual, forecast) pairs of its recent forecasts, oldest first.
 
-    Forecasts of ``horizon`` by the application's current model version whose target hour lies
-    after that version's training window and in the last :data:`RECENT_HOURS` up to ``t0``:
-    the residuals that slide into the conformal window. Read from what was stored, so every
-    path that forecasts this origin (a batch, a re-run of one application) sees the same pairs.
+    Stored forecasts of ``horizon`` whose target hour lies in the last :data:`RECENT_HOURS` up to
+    ``t0``, whichever model version made them, except the current version's forecasts of origins
+    before its training window ended (a replayed hour: the model had seen it). So right after a
+    retrain the interval still knows how wrong the forecasts were lately, as a backtest passing
+    its earlier blocks' forecasts to ``ModelBundle.predict_frame(past=...)`` does. Read from what
+    was stored, so every path that forecasts this origin (a batch, a re-run of one application)
+    sees the same pairs.
     """
     from artq.storage import repository as repo
 
@@ -159,6 +162,6 @@ def recent_pairs(rt: Runtime, versions: dict[str, str], t0: datetime, horizon: i
     with rt.db.session() as s:
         rows = repo.forecast_actual_pairs(s, list(versions), t0 - RECENT_HOURS * HOUR, t0, horizon=horizon)
     for app, _h, version, target_hour, actual, forecast in rows:
-        if version == versions[app] and target_hour > trained_until[app]:
+        if version != versions[app] or target_hour - horizon * HOUR >= trained_until[app]:
             pairs.setdefault(app, []).append((actual, forecast))
     return {app: np.asarray(p, dtype=float) for app, p in pairs.items()}

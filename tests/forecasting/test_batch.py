@@ -8,13 +8,14 @@ from artq.forecasting.batch import predict_many
 
 
 def _recent_pairs(bundle, frame, origin, h):
-    """(actual, forecast) of horizon h for hours after the training window, at or before the origin,
-    from the last 48 origins: what the live cycle reads back from its stored forecasts."""
+    """(actual, forecast) of horizon h from origins at or after the training window's end, for
+    target hours in the last 48 up to the origin: what the live cycle reads back from its stored
+    forecasts of one model version."""
     end = pd.Timestamp(bundle.training_window_["end"])
     earlier = frame.index[(frame.index >= origin - pd.Timedelta(hours=48 + h)) & (frame.index < origin)]
     preds = bundle.predict_frame(frame, earlier)[h]["value"]
     when = earlier + pd.Timedelta(hours=h)
-    keep = (when > end) & (when > origin - pd.Timedelta(hours=48)) & (when <= origin)
+    keep = (earlier >= end) & (when > origin - pd.Timedelta(hours=48)) & (when <= origin)
     actual = frame[bundle.target].reindex(when[keep]).to_numpy()
     return np.column_stack([actual, preds.to_numpy()[keep]])
 

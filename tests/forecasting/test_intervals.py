@@ -94,3 +94,20 @@ def test_locally_weighted_interval_follows_the_current_spread_and_round_trips():
     assert tiny[1] - tiny[0] > 0
     again = ConformalInterval.from_dict(ci.as_dict())
     assert again.bounds_with(0.0, np.array([0.3, -0.2]), 0.2) == ci.bounds_with(0.0, np.array([0.3, -0.2]), 0.2)
+
+
+def test_right_after_a_refit_the_interval_learns_from_what_earlier_models_forecast(walk_bundle):
+    """A model trained up to the origin has no forecasts of its own yet; the stored forecasts of
+    the hours before it (``past``) recalibrate its interval at once."""
+    bundle, frame = walk_bundle
+    end = pd.Timestamp(bundle.training_window_["end"])
+    origin = [end]
+    alone = bundle.predict_frame(frame, origin)
+    before = frame.index[(frame.index < end) & (frame.index >= end - pd.Timedelta(hours=60))]
+    y = frame["art"]
+    wild = {h: pd.Series(y.reindex(before + pd.Timedelta(hours=h)).to_numpy() + 90.0, index=before) for h in range(1, 7)}
+    wide = bundle.predict_frame(frame, origin, past=wild)
+    for h in range(1, 7):
+        assert wide[h]["value"].iloc[0] == alone[h]["value"].iloc[0]  # the point forecast is the model's
+        width = lambda p: float(p[h]["upper"].iloc[0] - p[h]["lower"].iloc[0])
+        assert width(wide) > 1.5 * width(alone), h  # 90 ms errors, every hour of the last two days

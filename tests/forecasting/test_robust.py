@@ -98,3 +98,45 @@ def test_the_model_keeps_an_input_that_helps_and_says_which_it_uses():
     assert {"flat", "noise", "blank", "driver_copy"} <= set(bundle.metrics_["inputs"]["dropped"])
     assert any(bundle.metrics_["horizons"][str(h)]["inputs"] == ["driver"] for h in range(1, 7))
     assert not any(f.startswith(("noise", "flat")) for f in bundle.feature_names_)
+
+
+def bursty_writes(hours=24 * 21, seed=3):
+    """Disk writes: mostly near zero, with bursts of ~1e8 bytes a few hours a day and rare
+    giant ones (30x the usual burst)."""
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2026-08-03", periods=hours, freq="h", tz="UTC")
+    y = rng.exponential(2e3, hours)
+    burst = rng.random(hours) < 0.15
+    y[burst] = rng.lognormal(np.log(1e8), 0.5, burst.sum())
+    y[rng.choice(hours, 3, replace=False)] = 3e9
+    return pd.DataFrame({"writes": y}, index=idx)
+
+
+def test_a_forecast_stays_within_the_training_range_stretched_to_the_current_level():
+    frame = bursty_writes()
+    bundle = train_bundle(frame.iloc[:-96], "writes", S, exog="none")
+    lo, hi = bundle.metrics_["range"]
+    assert hi < np.log1p(3e9)  # the 99th percentile: the three giant hours are outside it
+
+    # the guard: a value far above the range comes back to its edge; one inside is untouched;
+    # where the current level is itself above the range, the edge follows it
+    inside = np.expm1(hi - 0.1)
+    got = bundle.within_range(np.array([1e12, inside]), np.array([0.0, 0.0]))
+    assert got[0] == pytest.approx(np.expm1(hi + np.log(1.5))) and got[1] == pytest.approx(inside)
+    now_high = bundle.within_range(np.array([1e12]), np.array([hi + 2.0]))
+    assert now_high[0] == pytest.approx(np.expm1(hi + 2.0 + np.log(1.5)))
+
+    # every prediction path goes through it: with a (made-up) narrow training range, the
+    # forecasts that lay above its edge are brought down to it
+    origins = frame.index[-96:-6]
+    level = np.log1p(frame["writes"].reindex(origins).to_numpy())
+    free = bundle.predict_frame(frame, origins)
+    narrow = np.quantile(np.log1p(free[1]["value"]), 0.5)
+    bundle.metrics_["range"] = [0.0, narrow]
+    cap = np.expm1(np.fmax(narrow, level) + np.log(1.5))
+    capped = bundle.predict_frame(frame, origins)
+    assert (free[1]["value"].to_numpy() > cap * 1.001).any()  # the premise: some forecasts lay above
+    for h in range(1, 7):
+        v = capped[h]["value"].to_numpy()
+        assert (v <= cap * (1 + 1e-9)).all(), h
+        assert np.allclose(v, np.minimum(free[h]["value"].to_numpy(), cap)), h

@@ -76,7 +76,7 @@ def test_a_batch_and_a_batch_of_one_store_identical_forecasts_with_the_recent_er
         with rt.db.session() as s:
             champions.set_champion(s, "ABP", day_before["version"], "test: trained a day before the origin")
         share_models(cycle_env, names[1:])
-        for k in range(29, 0, -1):  # from the training end - 5 h: every forecast whose target is after it
+        for k in range(29, 0, -1):  # from 5 h before the training end (replays: not in the window) on
             out = run_in_process(rt, names, t0 - k * HOUR, "test")
             assert {o["status"] for o in out.values()} == {"succeeded"}, out
         bundle, version = rt.champion("ABP")
