@@ -64,7 +64,7 @@ def fetch_step(rt: Runtime, applications: list[str], origin: datetime, task_id: 
     forecast with (chosen once, so all six horizons use the same), the encoded feature rows, and
     the applications that failed with their reason (their runs are closed here).
     """
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     failed: dict[str, str] = {}
     known = rt.applications()  # read now: an application added or paused a minute ago counts
     for name in applications:
@@ -91,11 +91,15 @@ def fetch_step(rt: Runtime, applications: list[str], origin: datetime, task_id: 
         fields[name] = {"fetch_s": round(elapsed, 4), "task_ids": {"fetch": task_id} if task_id else {},
                         "details": {"fetch": summary.as_dict()}}
     versions = rt.champions(list(fields))
+    rt.preload(versions)
     for name in fields:
         if name not in versions:
             failed[name] = f"predict: no trained model for application {name!r}. Run `artq train --app {name}` first."
     layouts, unpredictable = build_rows(rt, {n: versions[n] for n in fields if n in versions}, origin)
     failed.update({n: f"predict: {reason}" for n, reason in unpredictable.items()})
+    share = _cpu_share(cpu, len(fields))  # this process's CPU for the step (a worker runs one task at a time)
+    for f in fields.values():
+        f["details"]["fetch_cpu_s"] = share
     with rt.db.session() as s:
         runs.update_runs(s, origin, fields)
     _close_failed(rt, origin, failed)
@@ -126,11 +130,12 @@ def predict_step(rt: Runtime, payload: dict[str, Any], horizon: int, task_id: st
     (missing, tampered) fails that application only.
     """
     check_horizon(horizon)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     t0 = origin_of(payload)
     versions: dict[str, str] = dict(payload.get("versions") or {})
     failed: dict[str, str] = {}
     bundles = {}
+    rt.preload(versions)
     for name, version in versions.items():
         try:
             bundles[name] = rt.bundle(name, version)
@@ -154,7 +159,8 @@ def predict_step(rt: Runtime, payload: dict[str, Any], horizon: int, task_id: st
     return {"origin": t0.isoformat(), "horizon": horizon, "ok": [r["application"] for r in stored],
             "failed": failed, "versions": {r["application"]: r["model_version"] for r in stored},
             "recent_errors": {n: len(p) for n, p in pairs.items()},
-            "seconds": round(time.perf_counter() - started, 3), "task_id": task_id}
+            "seconds": round(time.perf_counter() - started, 3), "cpu_share_s": _cpu_share(cpu, len(stored)),
+            "task_id": task_id}
 
 
 def horizon_failure(payload: dict[str, Any], horizon: int, exc: BaseException, task_id: str | None = None) -> dict[str, Any]:
@@ -208,13 +214,21 @@ def _refresh_together(rt: Runtime, names: list[str], origin: datetime, by_horizo
 
     if not names:
         return {}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with rt.db.session() as s:
         read_committed(s)
         dash = refresh_dashboards(s, rt.settings, names, origin)
         elapsed = (time.perf_counter() - started) / len(names)  # the batch's time, shared evenly
+        share = _cpu_share(cpu, len(names))
+        for d in dash.values():
+            d["refresh_cpu_s"] = share
         return _close_runs(s, origin, {n: (_horizon_outcomes(n, by_horizon, refused), dash[n], elapsed) for n in names},
                            task_id)
+
+
+def _cpu_share(since: float, n: int) -> float:
+    """Each application's share of the CPU this process spent since ``since`` (``time.process_time``)."""
+    return round((time.process_time() - since) / max(1, n), 5)
 
 
 def _refresh_each(rt: Runtime, names: list[str], origin: datetime, by_horizon: dict[int, dict[str, Any]],
@@ -246,6 +260,7 @@ def _horizon_outcomes(name: str, by_horizon: dict[int, dict[str, Any]], refused:
             out[h] = {"ok": False, "error": refused.get(h, "no result reached the refresh step")}
         elif name in (r.get("ok") or ()):
             out[h] = {"ok": True, "version": (r.get("versions") or {}).get(name), "seconds": r.get("seconds"),
+                      "cpu_share_s": r.get("cpu_share_s"),
                       "task_id": r.get("task_id"), "worker": r.get("worker")}
         else:
             out[h] = {"ok": False, "error": (r.get("failed") or {}).get(name) or r.get("error") or "unknown error",
@@ -274,6 +289,8 @@ def _closed(per_h: dict[int, dict], dash: dict, elapsed: float, task_id: str | N
         "error": "; ".join(f"h{h}: {e}" for h, e in failed.items()) or None,
         "model_version": versions.pop() if len(versions) == 1 else None,
         "details": {"horizons_ok": ok, "horizons_failed": failed, "dashboard": dash,
+                    "refresh_cpu_s": dash.pop("refresh_cpu_s", None),
+                    "predict_cpu_s": round(sum(r.get("cpu_share_s") or 0 for r in per_h.values() if r["ok"]), 5),
                     "workers": {str(h): r["worker"] for h, r in per_h.items() if r.get("worker")}},
         "task_ids": {"predict": {str(h): r["task_id"] for h, r in per_h.items() if r.get("task_id")},
                      **({"refresh": task_id} if task_id else {})},

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Bundles a process keeps (least recently used dropped first); more than one worker's share of a
+# 10,000-application fleet, since any worker may get any batch. `operations.model_cache_size`
+# overrides it where the settings have it.
+MODEL_CACHE_SIZE = 12_000
 
 # MySQL/MariaDB client errors that mean "the connection is gone, try again later":
 # 2002/2003 cannot connect, 2005 unknown host (a stopped container's name leaves Docker's DNS
@@ -79,7 +85,10 @@ class Runtime:
         self._db = database
         self._client: AppDynamicsClient | None = None
         self._simulator: Any = None
-        self._models: dict[tuple[str, str], Any] = {}
+        # (application, version) -> bundle, least recently used first; ~0.5 MB each with the
+        # bench's models (bench/fleet/README.md), so the bound is what caps a worker's memory
+        self._models: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self.model_cache_size = int(getattr(settings.operations, "model_cache_size", 0) or MODEL_CACHE_SIZE)
         self._seeded = False
         self._lock = threading.Lock()
 
@@ -164,14 +173,45 @@ class Runtime:
             from artq.pipeline.champions import load_version
 
             with self.db.session() as s:
-                bundle = load_version(s, self.settings.models_dir, application, version)
-            # One worker process per core: XGBoost's own thread pool only adds overhead to the
-            # one-row predictions of a cycle (measured: 12-35 ms per call with threads, 0.4 ms without).
-            for boosters in bundle.boosters_.values():
-                for booster in boosters:
-                    booster.set_param({"nthread": 1})
-            self._models[key] = bundle
+                self._keep(key, load_version(s, self.settings.models_dir, application, version))
+        self._models.move_to_end(key)
         return self._models[key]
+
+    def preload(self, versions: dict[str, str]) -> None:
+        """Load the bundles of ``{application: version}`` not cached yet, their hashes read in one query.
+
+        A batch's steps call this first, so a cold worker pays one query per batch instead of one
+        per application; a bundle that cannot be loaded is left to :meth:`bundle` to report.
+        """
+        from sqlalchemy import select
+
+        from artq.errors import ArtqError
+        from artq.forecasting import registry
+        from artq.storage.models import ModelVersion
+
+        missing = {(a, v) for a, v in versions.items() if (a, v) not in self._models}
+        if not missing:
+            return
+        with self.db.session() as s:
+            rows = s.execute(select(ModelVersion.application, ModelVersion.version, ModelVersion.sha256)
+                             .where(ModelVersion.application.in_(sorted({a for a, _ in missing})))).all()
+        for application, version, sha in rows:
+            if (application, version) in missing:
+                try:
+                    self._keep((application, version), registry.load(self.settings.models_dir, application, version, sha))
+                except ArtqError:
+                    pass  # bundle() loads it again and raises the reason for this application only
+
+    def _keep(self, key: tuple[str, str], bundle: Any) -> None:
+        # One worker process per core: XGBoost's own thread pool only adds overhead to the
+        # one-row predictions of a cycle (measured: 12-35 ms per call with threads, 0.4 ms without).
+        for boosters in bundle.boosters_.values():
+            for booster in boosters:
+                booster.set_param({"nthread": 1})
+        self._models[key] = bundle
+        self._models.move_to_end(key)
+        while len(self._models) > self.model_cache_size:  # bounded memory: the least recently used goes
+            self._models.popitem(last=False)
 
     def champion(self, application: str) -> tuple[Any, str]:
         """The champion model bundle of ``application`` and its version."""

@@ -205,6 +205,36 @@ def cpu_seconds(procs: list[subprocess.Popen]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def worker_memory(procs: list[subprocess.Popen]) -> list[dict]:
+    """Per worker process (main and pool child): resident memory now and its peak, MB, from /proc."""
+    groups = {p.pid: i for i, p in enumerate(procs, start=1)}
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            pgrp = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2])
+            if pgrp not in groups:
+                continue
+            status = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        out.append({"worker": groups[pgrp], "pid": int(entry.name), "main": int(entry.name) == pgrp,
+                    "rss_mb": round(int(status["VmRSS"].split()[0]) / 1024), "peak_mb": round(int(status["VmHWM"].split()[0]) / 1024)})
+    return sorted(out, key=lambda r: (r["worker"], not r["main"]))
+
+
+def step_cpu(db, origin) -> dict:
+    """CPU seconds per application by step, from the shares each task wrote into its runs' details."""
+    from artq.storage.models import PipelineRun
+
+    with db.session() as s:
+        details = list(s.scalars(sa.select(PipelineRun.details).where(PipelineRun.origin == origin)))
+    sums = {k: [float(d.get(f"{k}_cpu_s") or 0) for d in details if d] for k in ("fetch", "predict", "refresh")}
+    n = max(1, len(details))
+    return {k: round(sum(v) / n, 5) for k, v in sums.items()} | {"total_worker_cpu_s": round(sum(map(sum, sums.values())), 1)}
+
+
 def mariadb_cpu_seconds() -> float | None:
     """CPU of this host's MariaDB server (a container's `mariadbd`, in another PID namespace, is not it)."""
     ours = os.readlink("/proc/self/ns/pid")
@@ -239,10 +269,12 @@ def fleet_cycle(app, rt, db, origin, n: int, workers: list[subprocess.Popen] | N
         forecasts = s.scalar(sa.select(sa.func.count()).select_from(Forecast).where(Forecast.origin == origin))
     return {"origin": origin.isoformat(), "applications": n, "batches": report["batches"],
             "seconds": round(ended - began, 1), "dispatch_s": round(sent - began, 2), "statuses": statuses,
-            "forecast_rows": forecasts,
+            "forecast_rows": forecasts, "cpu_s_per_app_by_step": step_cpu(db, origin),
+            "worker_memory_mb": worker_memory(workers or []),
             # CPU actually spent, to tell a slow design from a busy machine
             "cpu_s": {"workers": round(cpu1 - cpu0, 1), "mariadb": round(db1 - db0, 1) if db0 is not None else None,
-                      "simulator_and_bench": round(own1 - own0, 1)}}
+                      "simulator_and_bench": round(own1 - own0, 1)},
+            "load_average_after": [round(x, 2) for x in os.getloadavg()]}
 
 
 def single_app(settings, name: str, origin, repeats: int) -> dict:
@@ -336,10 +368,12 @@ def main() -> None:
             cold = warm = None
             if not args.skip_fleet:
                 cold = fleet_cycle(app, rt, db, t0 - HOUR, args.apps, workers)
-                log(f"cold cycle (models loaded by each worker): {cold['seconds']} s  {cold['statuses']}")
+                log(f"cold cycle (models loaded by each worker): {cold['seconds']} s  {cold['statuses']}  "
+                    f"CPU {cold['cpu_s']}  by step {cold['cpu_s_per_app_by_step']}")
                 warm = fleet_cycle(app, rt, db, t0, args.apps, workers)
                 log(f"warm cycle: {warm['seconds']} s  {warm['statuses']}  forecast rows {warm['forecast_rows']}  "
-                    f"CPU {warm['cpu_s']}")
+                    f"CPU {warm['cpu_s']}  by step {warm['cpu_s_per_app_by_step']}")
+                log(f"worker memory (MB): {warm['worker_memory_mb']}")
             single = single_app(settings, names[0], t0, args.repeats)
             log(f"one application: through Celery {single['celery']['median_s']} s, "
                 f"in-process {single['in_process']['median_s']} s (median of {args.repeats})")
