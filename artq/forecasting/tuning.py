@@ -51,7 +51,9 @@ DEFAULT_PARAMS: dict = {
 }
 MAX_ROUNDS = 120
 MIN_ROUNDS = 10
-EARLY_STOPPING = 20  # a fold's fit stops when its test MAE has not improved for this many rounds
+# a fold's fit stops when its test MAE has not improved for this many rounds (20 cost 25 % more
+# CPU for the same accuracy on bench/forecast: geometric mean of MAE within 0.2 %)
+EARLY_STOPPING = 10
 SELECTION_ROWS = 24 * 56  # folds cover the most recent 8 weeks of origins at most
 N_FOLDS = 3
 MIN_FIT_ROWS = 72  # a fold model needs this many rows to learn from
