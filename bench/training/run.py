@@ -333,9 +333,10 @@ def accuracy(frames: dict[str, pd.DataFrame], test_hours: int, refit_every: int)
 # ---------------------------------------------------------------------------------------------
 # part 2: retrains per core-hour
 # ---------------------------------------------------------------------------------------------
-def throughput(frames: dict[str, pd.DataFrame], step_apps: int) -> dict:
+def throughput(everything: dict[str, pd.DataFrame], n: int, step_apps: int, queued: int) -> dict:
     fs = ForecastSettings()  # production's: training_days, tune_trials=0
     rows = fs.training_days * 24
+    frames = dict(list(everything.items())[:n])
     log(f"part 2: train_bundle on {fs.training_days} days ({rows} rows) of {len(frames)} applications")
     out = {"training_days": fs.training_days, "tune": False, "in_process": [], "train_step": []}
     tiers = {s: s for s in fleet_apps(1)[0].tiers}
@@ -348,22 +349,27 @@ def throughput(frames: dict[str, pd.DataFrame], step_apps: int) -> dict:
                                   "load1": os.getloadavg()[0]})
         log(f"  train_bundle {app}: {out['in_process'][-1]['cpu_s']:.2f} CPU-s, {time.perf_counter() - t:.1f} s wall")
     if step_apps:
-        out["train_step"] = train_steps(dict(list(frames.items())[:step_apps]), fs)
+        out["train_step"], out["queued"] = train_steps(dict(list(everything.items())[:step_apps + queued]), fs, queued)
     return out
 
 
-def train_steps(frames: dict[str, pd.DataFrame], fs: ForecastSettings) -> list[dict]:
+def train_steps(frames: dict[str, pd.DataFrame], fs: ForecastSettings, queued: int) -> tuple[list[dict], dict]:
     """``artq.pipeline.training.train_step`` (the body of the ``artq.model.train`` task) on a SQLite
-    store holding each application's history: load, fingerprint, train, register, promote."""
+    store holding each application's history: load, fingerprint, train, register, promote. The
+    history is shifted to end at the last complete hour, so a queued task (which trains up to
+    now) reads the same 90 days. In-process on all but the last ``queued`` applications, then
+    the last ``queued`` through a real ``artq.model.train`` task on a train worker."""
     from types import SimpleNamespace
 
     from artq.config import ApplicationSettings, load_settings
     from artq.pipeline import Runtime, train_step
     from artq.storage import migrate, open_database
     from artq.storage import repository as repo
+    from artq.timeutil import last_complete_hour
 
     home = Path(tempfile.mkdtemp(prefix="artq-bench-train-step-"))
-    results = []
+    results: list[dict] = []
+    through_queue: dict = {}
     try:
         settings = load_settings(env={"ARTQ_HOME": str(home)})
         settings.database_url = f"sqlite:///{home / 'artq.db'}"
@@ -372,9 +378,11 @@ def train_steps(frames: dict[str, pd.DataFrame], fs: ForecastSettings) -> list[d
         settings.forecast = fs
         migrate(settings.database_url)
         db = open_database(settings.database_url)
-        log(f"  storing {fs.training_days} days of 48 series per application in SQLite")
+        end = pd.Timestamp(last_complete_hour())
+        log(f"  storing {fs.training_days} days of 48 series per application in SQLite (ending {end.isoformat()})")
         for app, frame in frames.items():
             f = frame.iloc[-(fs.training_days * 24):]
+            f = f.set_axis(f.index + (end - f.index[-1]))
             values = []
             for server in [MAIN, *fleet_apps(1)[0].tiers]:
                 for m in METRICS:
@@ -384,20 +392,74 @@ def train_steps(frames: dict[str, pd.DataFrame], fs: ForecastSettings) -> list[d
             with db.session() as s:
                 repo.store_observations(s, app, values)
         db.dispose()
+        names = list(frames)
         rt = Runtime(settings)
-        until = next(iter(frames.values())).index[-1].to_pydatetime()
         try:
-            for app in frames:
+            for app in names[: len(names) - queued]:
                 c, t = cpu(), time.perf_counter()
-                r = train_step(rt, app, until=until)
+                r = train_step(rt, app, until=end.to_pydatetime())
                 results.append({"app": app, "cpu_s": cpu() - c, "wall_s": time.perf_counter() - t,
                                 "registered": r["registered"], "load1": os.getloadavg()[0]})
                 log(f"  train_step {app}: {results[-1]['cpu_s']:.2f} CPU-s, {results[-1]['wall_s']:.1f} s wall")
         finally:
             rt.close()
+        if queued:
+            through_queue = queued_trains(settings, home, names[len(names) - queued :])
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    return results
+    return results, through_queue
+
+
+REDIS_DB = 11  # a database of the shared Redis that nothing else here uses
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def queued_trains(settings, home: Path, names: list[str]) -> dict:
+    """Send ``artq.model.train`` for each application to a real train worker (Redis broker,
+    ``-P solo`` so the task runs in the process whose CPU is read) and wait for every result."""
+    import yaml
+
+    from workers.factory import create_app
+
+    broker = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    settings.celery.broker_url = settings.celery.result_backend = broker
+    config = home / "artq.yml"
+    config.write_text(yaml.safe_dump({
+        "database_url": settings.database_url, "models_dir": settings.models_dir,
+        "applications": [{"name": a.name, "tiers": a.tiers} for a in settings.applications],
+        "celery": {"broker_url": broker, "result_backend": broker}, "forecast": vars(settings.forecast)}))
+    env = {**os.environ, "ARTQ_CONFIG": str(config)}
+    cmd = ["nice", "-n", "19", sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "train", "-P", "solo",
+           "-c", "1", "--without-mingle", "--without-gossip", "-l", "warning", "-n", f"bench-train-{os.getpid()}@%h"]
+    worker = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(home / "worker.log").open("w"))
+    app = create_app(settings)
+    try:
+        deadline = time.monotonic() + 120
+        while not app.control.ping(destination=[f"bench-train-{os.getpid()}@{platform.node()}"], timeout=1.0):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the train worker did not start: " + (home / "worker.log").read_text()[-2000:])
+        log(f"  train worker {worker.pid} ready; sending {len(names)} artq.model.train tasks")
+        c0, t0 = _proc_cpu(worker.pid), time.perf_counter()
+        handles = [app.send_task("artq.model.train", args=[n]) for n in names]
+        out = [h.get(timeout=1800) for h in handles]
+        cpu_s, wall_s = _proc_cpu(worker.pid) - c0, time.perf_counter() - t0
+        registered = sum(bool(o.get("registered")) for o in out)
+        log(f"  queued: {len(names)} retrains, {cpu_s:.1f} CPU-s in the worker ({cpu_s / len(names):.2f} per application), "
+            f"{wall_s:.0f} s wall, {registered} registered")
+        return {"apps": len(names), "worker_cpu_s": cpu_s, "cpu_s_per_app": cpu_s / len(names), "wall_s": wall_s,
+                "registered": registered, "pool": "solo", "broker": "redis (db %d)" % REDIS_DB}
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        app.close()
 
 
 def schedule(cpu_per_app: float, budget: int) -> dict:
@@ -443,7 +505,8 @@ def main() -> None:
     ap.add_argument("--throughput-apps", type=int, default=20)
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
-    ap.add_argument("--step-apps", type=int, default=10, help="applications through train_step (0: none)")
+    ap.add_argument("--step-apps", type=int, default=10, help="applications through train_step in-process (0: none)")
+    ap.add_argument("--queued", type=int, default=10, help="further applications through a real train worker (0: none)")
     ap.add_argument("--out", default=str(HERE / "results.json"))
     a = ap.parse_args()
 
@@ -458,7 +521,7 @@ def main() -> None:
                                text=True).stdout.strip()
     import artq
     c0 = cpu()
-    frames = fleet_frames(max(a.apps, a.throughput_apps), a.seed, a.days)
+    frames = fleet_frames(max(a.apps, a.throughput_apps, a.step_apps + a.queued), a.seed, a.days)
     log(f"{len(frames)} simulated frames ready ({cpu() - c0:.0f} CPU-s)")
     result = {"started": started, "commit": commit, "artq_uncommitted_changes": dirty.splitlines(),
               "artq_imported_from": str(Path(artq.__file__).parent),
@@ -478,8 +541,7 @@ def main() -> None:
         log(f"mean MAE: artq {s['mean_mae']['artq']:.3f}, global {s['mean_mae']['global']:.3f}, "
             f"last value {s['mean_mae']['last_value']:.3f}; geomean global/artq {s['geomean_global_over_artq']:.3f}")
     if not a.skip_throughput:
-        sub = dict(list(frames.items())[: a.throughput_apps])
-        tp = throughput(sub, a.step_apps)
+        tp = throughput(frames, a.throughput_apps, a.step_apps, a.queued)
         per_app = float(np.median([r["cpu_s"] for r in tp["in_process"]]))
         step = float(np.median([r["cpu_s"] for r in tp["train_step"]])) if tp["train_step"] else None
         tp["cpu_s_per_app_median"] = per_app
