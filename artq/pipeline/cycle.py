@@ -66,7 +66,7 @@ def fetch_step(rt: Runtime, applications: list[str], origin: datetime, task_id: 
     """
     started, cpu = time.perf_counter(), time.process_time()
     failed: dict[str, str] = {}
-    known = rt.applications()  # read now: an application added or paused a minute ago counts
+    known = rt.applications(names=applications)  # read now: an application added or paused a minute ago counts
     for name in applications:
         if name not in known:
             failed[name] = (f"fetch: application {name!r} is not in the active applications (removed or paused since "

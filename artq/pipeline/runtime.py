@@ -125,13 +125,24 @@ class Runtime:
             self._client = AppDynamicsClient.from_settings(self.settings.source, base_url=self.source_url)
         return self._client
 
-    def applications(self, include_paused: bool = False) -> dict[str, Any]:
-        """``{name: ApplicationSettings}`` from the applications table, read now (never a stale view)."""
+    def applications(self, include_paused: bool = False, names: list[str] | None = None) -> dict[str, Any]:
+        """``{name: ApplicationSettings}`` from the applications table, read now (never a stale view).
+
+        ``names``: only those (a batch's step reads its own rows, not the whole fleet's).
+        """
+        from sqlalchemy import select
+
         from artq.pipeline import applications as apps
+        from artq.storage.models import Application
 
         self._seed()
         with self.db.session() as s:
-            return {r.name: apps.settings_of(r) for r in apps.listed(s, include_paused=include_paused)}
+            if names is None:
+                rows = apps.listed(s, include_paused=include_paused)
+            else:
+                rows = [r for r in s.scalars(select(Application).where(Application.name.in_(list(names))))
+                        if include_paused or r.status == apps.AppStatus.ACTIVE]
+            return {r.name: apps.settings_of(r) for r in rows}
 
     def application(self, name: str) -> Any:
         """One application's settings; a one-line ConfigError naming the closest one if unknown or paused."""

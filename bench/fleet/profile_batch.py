@@ -35,8 +35,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cprofile", choices=("fetch", "predict", "refresh"))
     ap.add_argument("--mariadb", default=os.environ.get("ARTQ_TEST_MARIADB_URL", "mysql+mysqldb://root@127.0.0.1:3306"))
-    ap.add_argument("--work-dir", default="/tmp/artq-bench-fleet-1000")
+    ap.add_argument("--work-dir", default=None, help="default /tmp/artq-bench-fleet-<apps>")
+    ap.add_argument("--serve", action="store_true", help="only serve the simulator (for --source-url of another run)")
+    ap.add_argument("--source-url", help="a simulator served by another process (its CPU then stays out of this one)")
     args = ap.parse_args()
+    args.work_dir = args.work_dir or f"/tmp/artq-bench-fleet-{args.apps}"
 
     from artq.horizons import HORIZONS
     from artq.pipeline import Runtime, runs
@@ -50,11 +53,15 @@ def main() -> None:
                           cache_blocks=4096)
     t0 = last_complete_hour()
     with start_simulator(cfg, host="127.0.0.1", port=0) as sim:
+        if args.serve:
+            print(sim.url, flush=True)
+            while True:
+                time.sleep(60)
         settings = load_settings(env={"ARTQ_HOME": args.work_dir})
         settings.database_url = f"{args.mariadb}/artq_bench_fleet_{args.apps}"
         settings.models_dir = str(Path(args.work_dir) / "models")
         settings.applications = [ApplicationSettings(name=a.name) for a in apps]
-        settings.source.url = sim.url
+        settings.source.url = args.source_url or sim.url
         settings.source.client_id, settings.source.client_secret = DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
         settings.operations.fleet_batch_size = args.batch
         rt = Runtime(settings)

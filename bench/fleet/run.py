@@ -250,12 +250,14 @@ def mariadb_cpu_seconds() -> float | None:
 
 
 def fleet_cycle(app, rt, db, origin, n: int, workers: list[subprocess.Popen] | None = None) -> dict:
-    from artq.storage.models import Forecast, Observation, PipelineRun
+    from artq.storage.models import DashboardLatestForecast, Forecast, Observation, PipelineRun
     from workers.canvas import dispatch
 
     with db.session() as s:  # a re-run of the bench (--reuse) times a real cycle, not a skip:
         s.execute(sa.delete(PipelineRun).where(PipelineRun.origin == origin))
         s.execute(sa.delete(Forecast).where(Forecast.origin == origin))
+        # the dashboard shows an older origin, so this cycle's refresh writes every current table
+        s.execute(sa.delete(DashboardLatestForecast).where(DashboardLatestForecast.origin >= origin))
         s.execute(sa.delete(Observation).where(Observation.hour >= origin))  # every fetch pulls its new hour
     cpu0, db0, own0 = cpu_seconds(workers or []), mariadb_cpu_seconds(), sum(os.times()[:2])
     began = time.perf_counter()
