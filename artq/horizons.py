@@ -1,7 +1,7 @@
 """The forecast grid, defined once: horizons 1..6 hours ahead and the recent-hours window.
 
-``RECENT_HOURS`` is the one "recent" window of the cycle: the model's own forecasts of this many
-hours back recalibrate its intervals (the sliding conformal window) and feed the drift check,
+``RECENT_HOURS`` is the one "recent" window of the cycle: the forecasts of this many hours back
+recalibrate the intervals (the sliding conformal window) and feed the drift check,
 and the source is asked again for hours it had no data for up to this far back.
 """
 
