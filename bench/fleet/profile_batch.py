@@ -74,12 +74,18 @@ def main() -> None:
             runs.open_runs(rt, names, t0, "profile")
             prof = cProfile.Profile() if (args.cprofile and rep == args.repeats) else None
 
+            def reads() -> int:  # InnoDB pages read from disk (the buffer pool missed)
+                with rt.db.session() as s:
+                    return int(s.execute(sa.text("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_reads'")).all()[0][1])
+
             def timed(step: str, fn):
                 if prof and args.cprofile == step:
                     prof.enable()
+                r0 = reads()
                 began, cpu = time.perf_counter(), time.process_time()
                 out = fn()
                 wall = time.perf_counter() - began
+                print(f"  {step}: {reads() - r0} pages read from disk", flush=True)
                 if prof and args.cprofile == step:
                     prof.disable()
                 if rep:

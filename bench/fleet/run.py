@@ -106,8 +106,12 @@ def train_once_and_link(settings, names: list[str], t0) -> str:
     return version
 
 
-def clone_history(settings, names: list[str], sources: list[str]) -> None:
-    """Give each application without history a copy of one simulated application's (SQL, in MariaDB)."""
+def clone_history(settings, names: list[str], sources: list[str], recent_since=None) -> None:
+    """Give each application without history a copy of one simulated application's (SQL, in MariaDB).
+
+    ``recent_since``: copy the target series whole but the other series only from that hour on
+    (the rows a cycle reads; see README "History").
+    """
     from artq.storage import open_database
 
     db = open_database(settings.database_url)
@@ -122,8 +126,10 @@ def clone_history(settings, names: list[str], sources: list[str]) -> None:
             for i, name in enumerate(todo[start : start + 50], start=start):
                 conn.execute(sa.text(
                     "INSERT INTO observations (application, server, metric, hour, value, fetched_at) "
-                    "SELECT :name, server, metric, hour, value, fetched_at FROM observations WHERE application = :src"),
-                    {"name": name, "src": sources[i % len(sources)]})
+                    "SELECT :name, server, metric, hour, value, fetched_at FROM observations WHERE application = :src"
+                    + ("" if recent_since is None else " AND ((server = 'main' AND metric = 'art') OR hour >= :since)")),
+                    {"name": name, "src": sources[i % len(sources)],
+                     "since": None if recent_since is None else recent_since.replace(tzinfo=None)})
         if (start // 50) % 20 == 19:
             log(f"  {start + 50}/{len(todo)} ({time.perf_counter() - began:.0f} s)")
     db.dispose()
@@ -306,6 +312,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=100, help="applications per batched cycle")
     ap.add_argument("--days", type=int, default=8, help="history per application (the features read 7 days)")
+    ap.add_argument("--history", choices=("read", "full"), default="read",
+                    help="copies hold the target's whole history and the other series' last 48 hours (read), or every "
+                         "series' (full: each application's rows then sit together, so a cycle touches all its pages)")
     ap.add_argument("--simulated", type=int, default=50,
                     help="applications whose history is backfilled from the simulator; the others get a copy")
     ap.add_argument("--repeats", type=int, default=20, help="single-application cycles per mode")
@@ -349,7 +358,7 @@ def main() -> None:
         version = train_once_and_link(settings, names, t0)
         simulated = names[: args.simulated]
         backfill_fleet(settings, simulated, t0 - timedelta(days=args.days) + HOUR, t0 - HOUR)
-        clone_history(settings, names, simulated)
+        clone_history(settings, names, simulated, None if args.history == "full" else t0 - timedelta(hours=48))
         setup_s = time.perf_counter() - setup
         if args.setup_only:
             log(f"setup done in {setup_s:.0f} s")
@@ -362,6 +371,13 @@ def main() -> None:
             "celery": {"broker_url": args.redis, "result_backend": args.redis},
             "operations": {"fleet_batch_size": args.batch}, "backfill_days": args.days,
         }))
+        # The simulator builds each application's model on its first request (~5 ms of this
+        # process's CPU each): built now, so the cold cycle measures the workers' cold start,
+        # not the simulated controller's
+        began = time.perf_counter()
+        for name in names:
+            sim.world.model(name)
+        log(f"simulator: {len(names)} application models built in {time.perf_counter() - began:.1f} s")
         app, rt = create_app(settings), Runtime(settings)
         workers = start_workers(app, str(config), args.workers, work)
         db = open_database(settings.database_url)
@@ -395,7 +411,8 @@ def main() -> None:
                "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "setup_s": round(setup_s, 1),
                "fleet_cold": cold, "fleet_warm": warm, "single_application": single,
                "settings": {"apps": args.apps, "workers": args.workers, "concurrency": 1, "batch": args.batch,
-                            "history_days": args.days, "simulated_history": args.simulated}}
+                            "history_days": args.days, "simulated_history": args.simulated,
+                            "history_copy": args.history if not args.reuse else "as set up"}}
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
