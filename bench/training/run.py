@@ -153,14 +153,14 @@ def per_app(frames: dict[str, pd.DataFrame], test_hours: int, refit_every: int) 
 
 
 def served(like: ModelBundle, names: list[str], exog: list[str], members: dict, boosters: dict,
-           guards: bool) -> ModelBundle:
+           guards: bool, without: tuple[str, ...] = ()) -> ModelBundle:
     """A bundle that serves ``members``/``boosters`` through artq's own point-forecast path
     (:meth:`ModelBundle.values`); with ``guards``, the safeguards it reads from the metrics (the
     unfamiliar-row fallback, the range clamp) are those of ``like``, the application's own bundle
     of the same training window, so the global model is served exactly as artq would serve it."""
     b = ModelBundle(target=TARGET, exog=list(exog), horizons=H, coverage=like.coverage, seed=like.seed)
     b.feature_names_, b.members_, b.boosters_ = names, members, boosters
-    b.metrics_ = dict(like.metrics_) if guards else {}
+    b.metrics_ = {k: v for k, v in like.metrics_.items() if k not in without} if guards else {}
     return b
 
 
@@ -255,11 +255,16 @@ def global_model(frames: dict[str, pd.DataFrame], bundles: dict[str, list], test
             g = served(own, names, [], members, boosters, guards=True)
             g_raw = served(own, names, [], members, boosters, guards=False)
             a_raw = served(own, own.feature_names_, own.exog, own.members_, own.boosters_, guards=False)
+            # which safeguard costs what: each one left out in turn ("guard": the unfamiliar-row
+            # fallback to the last value; "range": the clamp to the training range)
+            a_noguard = served(own, own.feature_names_, own.exog, own.members_, own.boosters_, True, ("guard",))
+            a_norange = served(own, own.feature_names_, own.exog, own.members_, own.boosters_, True, ("range",))
             y = frame[TARGET]
             for h in range(1, H + 1):
                 out[app].append(pd.DataFrame({
                     "origin": block, "horizon": h, "global": g.values(X[h], h), "global_raw": g_raw.values(X[h], h),
                     "artq_raw": a_raw.values(Xo[h], h), "artq_check": own.values(Xo[h], h),
+                    "artq_no_guard": a_noguard.values(Xo[h], h), "artq_no_range": a_norange.values(Xo[h], h),
                     "actual_check": y.reindex(block + pd.Timedelta(hours=h)).to_numpy()}))
     return {app: pd.concat(parts, ignore_index=True) for app, parts in out.items()}, cost
 
@@ -272,7 +277,7 @@ def accuracy(frames: dict[str, pd.DataFrame], test_hours: int, refit_every: int)
     c1 = cpu()
     gpreds, g_cost = global_model(frames, bundles, test_hours, refit_every)
     log(f"global model done: {cpu() - c1:.0f} CPU-s")
-    models = ("artq", "global", "last_value", "artq_raw", "global_raw")
+    models = ("artq", "global", "last_value", "artq_raw", "global_raw", "artq_no_guard", "artq_no_range")
     per_h = {m: {h: [] for h in range(1, H + 1)} for m in models}
     apps, check_gap, guarded = {}, [], Counter()
     for app in frames:
