@@ -1,7 +1,7 @@
 #!/bin/sh
 # Run bench/training/run.py on exactly the committed code (HEAD), not on a shared working tree that
 # others are editing: export HEAD to /tmp, run there at nice 19, write results beside this script.
-#   bench/training/snapshot.sh [run.py arguments]
+#   bench/training/snapshot.sh [run.py arguments]   (an --out path must be absolute: the run's cwd is the snapshot)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
