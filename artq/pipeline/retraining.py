@@ -6,13 +6,16 @@ its name, so a fleet's retraining spreads evenly and no hour's cycle waits behin
 training. An application whose drift check found drift (an open ``drift`` alert on its current
 champion) is retrained at the next plan, unless it was retrained after the alert opened. At most
 ``operations.retrain_budget_per_hour`` retrains are queued per hour (drifted first, oldest alert
-first); the rest wait for the next hour, so the train queue never grows without bound.
+first, then the weekly retrains whose hour passed longest ago); the rest wait for the next hour,
+so the train queue never grows without bound. A weekly retrain stays due until a version is
+registered after its hour, for at most ``OVERDUE_HOURS``; after that it waits for next week's
+hour (a drift check still asks for one sooner).
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -22,6 +25,7 @@ from artq.storage.models import Alert, Champion, ModelVersion
 from artq.timeutil import as_utc, floor_hour, utcnow
 
 HOURS_PER_WEEK = 168
+OVERDUE_HOURS = 24  # a weekly retrain deferred by the budget is carried over this long
 
 
 def _slot(name: str, period: int) -> int:
@@ -45,13 +49,18 @@ def plan(rt: Runtime, now: datetime | None = None) -> dict[str, Any]:
     hour_of_week = hour.weekday() * 24 + hour.hour
     names = list(rt.applications())
     drift = [n for n in names if daily_slot(n) == hour.hour]
-    weekly = [n for n in names if weekly_slot(n) == hour_of_week]
     with rt.db.session() as s:
         champions = dict(s.execute(select(Champion.application, Champion.version)).all())
         latest = dict(s.execute(select(ModelVersion.application, func.max(ModelVersion.created_at))
                                 .group_by(ModelVersion.application)).all())
         alerts = s.execute(select(Alert.application, Alert.opened_at, Alert.key).where(
             Alert.kind == "drift", Alert.status == "open").order_by(Alert.opened_at)).all()
+    weekly = []  # (its hour this week, name): due until a version is registered after that hour
+    for n in names:
+        slot = hour - timedelta(hours=(hour_of_week - weekly_slot(n)) % HOURS_PER_WEEK)
+        if hour - slot < timedelta(hours=OVERDUE_HOURS) and (n not in latest or as_utc(latest[n]) < slot):
+            weekly.append((slot, n))
+    weekly = [n for _, n in sorted(weekly)]
     drifted = []
     for application, opened_at, key in alerts:
         if application not in names or key != f"drift:{application}:{champions.get(application)}":

@@ -9,7 +9,7 @@ import pytest
 
 from artq.pipeline import Runtime
 from artq.pipeline import applications as apps
-from artq.pipeline.retraining import daily_slot, plan, weekly_slot
+from artq.pipeline.retraining import OVERDUE_HOURS, daily_slot, plan, weekly_slot
 from artq.storage import repository as repo
 from artq.storage.models import Champion, ModelVersion
 
@@ -37,14 +37,49 @@ def test_each_application_is_planned_in_its_own_hours(rt):
         for i in range(40):
             apps.add(s, f"APP{i:02d}", ["web"])
     names = list(rt.applications())
+    _retrained(rt, names, MONDAY - timedelta(minutes=1))  # onboarded (first models trained) just before
     trained, checked = Counter(), Counter()
     for h in range(168):
-        out = plan(rt, MONDAY + timedelta(hours=h))
+        now = MONDAY + timedelta(hours=h)
+        out = plan(rt, now)
         trained.update(out["train"])
         checked.update(out["drift"])
         assert out["deferred"] == []
+        _retrained(rt, out["train"], now + timedelta(minutes=5))
     assert trained == Counter({n: 1 for n in names})  # once a week each
     assert checked == Counter({n: 7 for n in names})  # once a day each
+
+
+def _retrained(rt, names, when):
+    """What the queued train tasks do: register a new version."""
+    with rt.db.session() as s:
+        for n in names:
+            s.add(ModelVersion(application=n, version=f"v{when:%d%H%M}", status="kept", path="p", created_at=when))
+
+
+def test_a_weekly_retrain_the_budget_deferred_is_carried_to_the_next_hours_not_skipped(rt):
+    names = [n for n in (f"APP{i:04d}" for i in range(3000)) if weekly_slot(n) == 10][:5]  # one shared hour
+    with rt.db.session() as s:
+        for n in names:
+            apps.add(s, n, ["web"])
+    rt.settings.applications = []  # only these five (the configured seed application is not one)
+    _retrained(rt, names, MONDAY - timedelta(minutes=1))
+    rt.settings.operations.retrain_budget_per_hour = 2
+    done = []
+    for h in range(10, 14):
+        now = MONDAY + timedelta(hours=h)
+        out = plan(rt, now)
+        assert len(out["train"]) <= 2 and not set(out["train"]) & set(done)
+        done += out["train"]
+        _retrained(rt, out["train"], now + timedelta(minutes=5))
+    assert sorted(done) == sorted(names)  # 2 + 2 + 1: every one retrained within three hours
+    assert plan(rt, MONDAY + timedelta(hours=14))["train"] == []
+
+
+    # next week nobody retrains them (train workers down): due for OVERDUE_HOURS, then dropped
+    next_week = MONDAY + timedelta(hours=10 + 168)
+    assert len(plan(rt, next_week + timedelta(hours=OVERDUE_HOURS - 1))["train"]) == 2
+    assert plan(rt, next_week + timedelta(hours=OVERDUE_HOURS))["train"] == []
 
 
 def test_a_drifted_application_goes_first_and_the_budget_defers_the_rest(rt):
