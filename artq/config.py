@@ -233,6 +233,9 @@ class OperationsSettings:
     - ``retrain_budget_per_hour``: at most this many retrains are queued per hour (weekly slots
       and drifted applications; the rest wait an hour), so the train queue never outgrows its
       workers.
+    - ``model_cache_size``: model bundles a worker process keeps loaded (least recently used
+      dropped first); ~0.3 MB each, so the default caps a worker near 3.5 GB. Lower it on small
+      machines: a batch whose bundles were dropped loads them again (~4 ms CPU each).
     """
 
     freshness_minute: int = 20
@@ -247,13 +250,15 @@ class OperationsSettings:
     fleet_batch_size: int = 100
     fleet_fetch_threads: int = 8
     retrain_budget_per_hour: int = 60  # retrains beat queues per hour at most (artq/pipeline/retraining.py)
+    model_cache_size: int = 12_000  # bundles a worker keeps loaded: a 10,000-application fleet warm
     retention_days: int = 400  # observations/forecasts older than this are dropped (0: keep forever); storage/retention.py
 
     def __post_init__(self) -> None:
         if not 0 <= self.freshness_minute <= 59:
             raise ConfigError(f"`operations.freshness_minute` must be in 0..59. Got {self.freshness_minute}.")
         for name in ("stuck_after_s", "reconcile_every_s", "cycle_lock_s", "visibility_timeout_s", "max_attempts",
-                     "catch_up_max_hours", "fleet_batch_size", "fleet_fetch_threads", "retrain_budget_per_hour"):
+                     "catch_up_max_hours", "fleet_batch_size", "fleet_fetch_threads", "retrain_budget_per_hour",
+                     "model_cache_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"`operations.{name}` must be at least 1. Got {getattr(self, name)}.")
         if isinstance(self.retention_days, bool) or not isinstance(self.retention_days, int) or not (

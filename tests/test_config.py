@@ -50,6 +50,7 @@ def test_environment_overrides_every_secret_and_url(tmp_path):
         ("database_url: oracle://x\n", "`database_url` must be a SQLAlchemy URL"),
         ("- a\n- b\n", "must hold a mapping of settings at the top level"),
         ("a: [\n", "is not valid YAML at line 2"),
+        ("operations:\n  model_cache_size: 0\n", "`operations.model_cache_size` must be at least 1. Got 0."),
     ],
 )
 def test_bad_config_stops_with_one_line_naming_the_key(tmp_path, text, message):

@@ -27,11 +27,6 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Bundles a process keeps (least recently used dropped first); more than one worker's share of a
-# 10,000-application fleet, since any worker may get any batch. `operations.model_cache_size`
-# overrides it where the settings have it.
-MODEL_CACHE_SIZE = 12_000
-
 # MySQL/MariaDB client errors that mean "the connection is gone, try again later":
 # 2002/2003 cannot connect, 2005 unknown host (a stopped container's name leaves Docker's DNS
 # until it starts again; a typo'd host fails at `init-db` long before a cycle), 2006 server has
@@ -88,7 +83,8 @@ class Runtime:
         # (application, version) -> bundle, least recently used first; ~0.5 MB each with the
         # bench's models (bench/fleet/README.md), so the bound is what caps a worker's memory
         self._models: OrderedDict[tuple[str, str], Any] = OrderedDict()
-        self.model_cache_size = int(getattr(settings.operations, "model_cache_size", 0) or MODEL_CACHE_SIZE)
+        # more than one worker's share of the fleet by default, since any worker may get any batch
+        self.model_cache_size = settings.operations.model_cache_size
         self._seeded = False
         self._lock = threading.Lock()
 

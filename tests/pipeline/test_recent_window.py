@@ -49,3 +49,4 @@ def test_a_retrained_models_first_interval_uses_the_previous_versions_stored_err
         changed += (f.lower, f.upper) != (pytest.approx(no_window[h]["lower"].iloc[0], rel=1e-6),
                                           pytest.approx(no_window[h]["upper"].iloc[0], rel=1e-6))
     assert changed >= 3, "the old model's errors changed (almost) no interval"
+
