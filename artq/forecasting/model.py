@@ -151,13 +151,22 @@ class ModelBundle:
         range, stretched to the current level (``level``, log scale): a burst bigger than
         nearly every training hour is not forecastable, and a forecast of one (a spike copied or
         added on top of a burst) costs more than any forecast inside the range."""
-        rng = self.metrics_.get("range") if isinstance(self.metrics_, dict) else None
-        if not rng:
+        lo, hi = self._range(level)
+        if lo is None:
             return value
         with np.errstate(invalid="ignore"):
-            hi = np.fmax(rng[1], level) + RANGE_HEADROOM
-            lo = np.fmin(rng[0], level) - RANGE_HEADROOM
             return TargetTransform.inv(np.clip(slog(value), lo, hi))
+
+    def _range(self, level):
+        """The accepted range (log scale) of :meth:`within_range`; ``(None, None)`` for models
+        saved before it existed."""
+        rng = self.metrics_.get("range") if isinstance(self.metrics_, dict) else None
+        if not rng:
+            return None, None
+        with np.errstate(invalid="ignore"):
+            lo = np.fmin(rng[0], level) - RANGE_HEADROOM
+            # a series that was never negative is not forecast below zero
+            return (np.fmax(lo, 0.0) if rng[0] >= 0 else lo), np.fmax(rng[1], level) + RANGE_HEADROOM
 
     def unfamiliar(self, X: np.ndarray) -> np.ndarray:
         """Rows whose level relative to the last 3, 24 and 168 hours lies far outside the training
@@ -180,6 +189,14 @@ class ModelBundle:
         ``row``: the forecast's feature row (its 24-hour spread scales the interval)."""
         spread = None if row is None else float(row[self.feature_names_.index(f"{self.target}_mad_24")])
         lo, hi = self.intervals_[horizon].bounds_with(float(slog(value)), recent, spread)
+        if row is not None:
+            # An upper bound beyond the accepted range says nothing, and on a bursty series (0, then
+            # 1e8) the log-scale residuals times the spread overflowed to infinity. A lower bound
+            # only stops at zero: a drop below everything seen is a real possibility.
+            low, high = self._range(float(row[self.base_columns.level]))
+            if low is not None:
+                floor = 0.0 if self.metrics_["range"][0] >= 0 else low
+                lo, hi = float(np.clip(lo, floor, high)), float(np.clip(hi, floor, high))
         return float(TargetTransform.inv(lo)), float(TargetTransform.inv(hi))
 
     def drivers(self, row: np.ndarray, horizon: int, value: float, top: int = 5) -> list[tuple[str, float]]:

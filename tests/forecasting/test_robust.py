@@ -140,3 +140,24 @@ def test_a_forecast_stays_within_the_training_range_stretched_to_the_current_lev
         v = capped[h]["value"].to_numpy()
         assert (v <= cap * (1 + 1e-9)).all(), h
         assert np.allclose(v, np.minimum(free[h]["value"].to_numpy(), cap)), h
+
+
+def test_intervals_on_a_bursty_series_stay_finite_within_the_range_and_never_below_zero():
+    frame = bursty_writes()
+    bundle = train_bundle(frame.iloc[:-96], "writes", S, exog="none")
+    origins = frame.index[-96:-6]
+    level = np.log1p(frame["writes"].reindex(origins).to_numpy())
+    cap = np.expm1(np.fmax(bundle.metrics_["range"][1], level) + np.log(1.5))
+    got = bundle.predict_frame(frame, origins)
+    saved = bundle.metrics_.pop("range")
+    try:  # the premise: without the range, log-scale residuals times a burst's spread run away
+        free = bundle.predict_frame(frame, origins)
+    finally:
+        bundle.metrics_["range"] = saved
+    assert any((~np.isfinite(free[h]["upper"]) | (free[h]["upper"] > cap)).any() for h in free)
+    for h, df in got.items():
+        lower, value, upper = (df[c].to_numpy() for c in ("lower", "value", "upper"))
+        assert np.isfinite(lower).all() and np.isfinite(upper).all(), h
+        assert (lower >= 0).all() and (value >= 0).all(), h  # the series was never negative
+        assert (lower <= value + 1e-6).all() and (value <= upper * (1 + 1e-9)).all(), h
+        assert (upper <= cap * (1 + 1e-9)).all(), h
