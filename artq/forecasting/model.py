@@ -139,8 +139,8 @@ class ModelBundle:
         members = self.members_[horizon]
         for m, b in zip(members, self.boosters_[horizon], strict=True):
             raw = np.zeros(len(X)) if m.n_rounds == 0 else clipped(b.inplace_predict(X, validate_features=False), m.params)
-            out += m.transform.decode(raw, X, cols)
-        out /= len(members)
+            out += m.weight * m.transform.decode(raw, X, cols)
+        out /= sum(m.weight for m in members)
         odd = self.unfamiliar(X)
         if odd.any():
             out[odd] = TargetTransform.inv(X[odd, cols.level])
@@ -206,8 +206,9 @@ class ModelBundle:
         learned = [(m, b) for m, b in members if m.n_rounds > 0]
         if learned:
             dm = xgb.DMatrix(np.asarray(row, dtype=np.float32).reshape(1, -1), nthread=1)
-            for _, b in learned:
-                total += b.predict(dm, pred_contribs=True, validate_features=False)[0] / len(members)
+            weights = sum(m.weight for m, _ in members)
+            for m, b in learned:
+                total += b.predict(dm, pred_contribs=True, validate_features=False)[0] * m.weight / weights
         return group_contributions(total, self.groups, 1.0 + abs(value), top=top)
 
     # ---- prediction --------------------------------------------------------------------------

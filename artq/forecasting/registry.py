@@ -106,7 +106,7 @@ def _metadata(bundle: ModelBundle, version: str, created_at: str) -> dict:
         "tier_names": bundle.tier_names, "coverage": bundle.coverage, "seed": bundle.seed,
         "tuned": bundle.tuned_, "training_window": bundle.training_window_,
         "members": {str(h): [{"transform": m.transform.name, "params": m.params, "n_rounds": m.n_rounds,
-                              "file": _artifact(h, i)} for i, m in enumerate(ms)]
+                              "weight": m.weight, "file": _artifact(h, i)} for i, m in enumerate(ms)]
                     for h, ms in bundle.members_.items()},
         "intervals": {str(h): i.as_dict() for h, i in bundle.intervals_.items()},
         "metrics": bundle.metrics_, "input_ranges": bundle.input_ranges_,
@@ -228,7 +228,8 @@ def _load_boosters(meta: dict, path: Path, version: str, verified: set[str], bun
                     "from metadata.json's feature list. Retrain the model."
                 )
             boosters.append(booster)
-            members.append(Member(TargetTransform.from_name(spec["transform"]), spec["params"], int(spec["n_rounds"])))
+            members.append(Member(TargetTransform.from_name(spec["transform"]), spec["params"], int(spec["n_rounds"]),
+                                  weight=float(spec.get("weight", 1.0))))  # versions before weights: equal shares
         bundle.members_[h], bundle.boosters_[h] = members, boosters
         bundle.intervals_[h] = ConformalInterval.from_dict(meta["intervals"][str(h)])
 

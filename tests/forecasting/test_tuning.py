@@ -1,3 +1,4 @@
+import copy
 import itertools
 
 import numpy as np
@@ -5,9 +6,9 @@ import pandas as pd
 import pytest
 
 from artq.config import ForecastSettings
-from artq.forecasting import train_bundle, tuning
+from artq.forecasting import registry, train_bundle, tuning
 from artq.forecasting.features import FeatureBuilder
-from artq.forecasting.transforms import BaseColumns
+from artq.forecasting.transforms import BaseColumns, TargetTransform
 
 
 @pytest.mark.parametrize("n_rows, horizon", [(2000, 1), (2000, 6), (400, 3), (200, 6)])
@@ -76,3 +77,42 @@ def test_tuned_bundle_stores_its_parameters():
         for m in b.members_[h]:
             assert (m.n_rounds >= 10 and {"max_depth", "eta", "objective"} <= set(m.params)) or \
                 (m.n_rounds == 0 and m.params == {})  # a naive member has nothing to tune
+
+
+@pytest.mark.parametrize(("days", "averaged"), [(12, True), (40, False)])
+def test_two_equally_good_naive_forecasts_are_averaged_only_on_short_evidence(synth, days, averaged):
+    X, y, cols, level, exog = _problem(synth, 3, hours=24 * days)
+    data = tuning.FoldData(X, y, 3, cols, level, exog)
+    same = [data.naive("sdelta"), data.naive("sdelta")]  # a tie: a short block cannot separate them
+    got = tuning._best_naive(X, y, cols, same, lambda a, b: data.blend(a, b, rank=0))
+    if averaged:
+        assert got.label == "naive sdelta & naive sdelta" and got.rank == 0
+        assert [m.weight for m in got.members] == [0.5, 0.5]
+    else:  # two weeks of rows compare them: the evidence picks one
+        assert got is same[0]
+
+
+def test_a_blend_weighs_each_side_half_and_the_bundle_forecasts_with_those_weights(synth, bundle, tmp_path):
+    X, y, cols, level, exog = _problem(synth, 3)
+    data = tuning.FoldData(X, y, 3, cols, level, exog)
+    naive = data.blend(data.naive("sdelta"), data.naive("daily"), rank=0)
+    blend = data.blend(data.naive("last"), naive)
+    assert [m.weight for m in blend.members] == [0.5, 0.25, 0.25]
+    assert [m.transform.base for m in blend.members] == ["last", "sdelta", "daily"]
+
+    # the deployed arithmetic (ModelBundle.values) uses the same weights as the folds scored
+    b = copy.deepcopy(bundle)
+    b.metrics_ = {}  # no guards: the raw blend
+    b.members_[1], b.boosters_[1] = blend.members, [b.boosters_[1][0]] * 3  # naive members: no trees read
+    rows = b.builder.arrays(synth(24 * 24, seed=3), np.arange(200, 260), [1], check=False)[1]
+    bc = b.base_columns
+    expected = sum(w * TargetTransform("log", base).decode(np.zeros(len(rows)), rows, bc)
+                   for w, base in ((0.5, "last"), (0.25, "sdelta"), (0.25, "daily")))
+    assert np.allclose(b.values(rows, 1), expected)
+    assert not np.allclose(expected, np.mean([TargetTransform("log", base).decode(np.zeros(len(rows)), rows, bc)
+                                              for base in ("last", "sdelta", "daily")], axis=0))
+    info = registry.save(b, tmp_path, "ABP")  # and a saved model keeps them
+    loaded = registry.load(tmp_path, "ABP", info.version, info.sha256)
+    assert [m.weight for m in loaded.members_[1]] == [0.5, 0.25, 0.25]
+    loaded.metrics_ = {}
+    assert np.allclose(loaded.values(rows, 1), expected)
