@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from artq.forecasting.features import slog
 from artq.forecasting.model import ModelBundle
 
 MAX_DRIVERS = 8
@@ -22,6 +21,9 @@ MAX_DRIVERS = 8
 def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int,
                  recent: list[np.ndarray | None] | None = None) -> list[dict[str, Any]]:
     """:meth:`ModelBundle.predict` for many applications, each with its own model, same arithmetic.
+
+    ``X``: each application's row built by its bundle's :attr:`ModelBundle.builder` (the target
+    in that model's units).
 
     ``recent[i]``, when given, holds application ``i``'s recent out-of-sample (actual, forecast)
     pairs of this horizon in original units, oldest first: the stored forecasts of the last
@@ -38,17 +40,17 @@ def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int,
     for i, bundle in enumerate(bundles):
         row = arr[i : i + 1]
         value = float(bundle.values(row, horizon)[0])
-        lower, upper = bundle.bounds(value, horizon, recent_residuals(None if recent is None else recent[i]), row[0])
+        lower, upper = bundle.bounds(value, horizon, recent_residuals(bundle, None if recent is None else recent[i]), row[0])
         drivers = bundle.drivers(row[0], horizon, value, top=MAX_DRIVERS)
         out.append({"application": X.index[i], "value": value, "lower": lower, "upper": upper,
                     "coverage": float(bundle.coverage), "drivers": [[g, float(c)] for g, c in drivers]})
     return out
 
 
-def recent_residuals(pairs: np.ndarray | None) -> np.ndarray:
+def recent_residuals(bundle: ModelBundle, pairs: np.ndarray | None) -> np.ndarray:
     """Residuals ``s(actual) - s(forecast)`` in the models' scale, finite ones only, oldest first."""
     if pairs is None or len(pairs) == 0:
         return np.empty(0)
     p = np.asarray(pairs, dtype=float).reshape(-1, 2)
-    r = slog(p[:, 0]) - slog(p[:, 1])
+    r = bundle.residuals(p[:, 0], p[:, 1])
     return r[np.isfinite(r)]

@@ -31,6 +31,7 @@ from artq.forecasting.features import (
     check_frame,
     ensure_rows,
     history_hours_needed,
+    model_unit,
     slog,
 )
 from artq.forecasting.intervals import ConformalInterval, empirical_coverage
@@ -92,6 +93,7 @@ class ModelBundle:
     training_window_: dict = field(default_factory=dict)
     input_ranges_: dict = field(default_factory=dict)
     spike_threshold_: float = float("nan")
+    unit_: float = 1.0  # the models see the target times this (features.model_unit); 1.0 before units existed
     tuned_: bool = False
     seed: int = 0
     version: str | None = None
@@ -103,7 +105,7 @@ class ModelBundle:
 
     @property
     def builder(self) -> FeatureBuilder:
-        return FeatureBuilder(self.target, self.exog)
+        return FeatureBuilder(self.target, self.exog, self.unit_)
 
     @property
     def base_columns(self) -> BaseColumns:
@@ -131,9 +133,10 @@ class ModelBundle:
 
     # ---- the arithmetic every prediction path shares ----------------------------------------
     def values(self, X: np.ndarray, horizon: int) -> np.ndarray:
-        """Point forecasts (original units) for feature rows ``X`` (columns ``feature_names_``):
-        the mean of the horizon's members; a naive member (no trees) is its base. Rows that lie
-        outside what the models were trained on (:meth:`unfamiliar`) get the last value instead."""
+        """Point forecasts (original units) for feature rows ``X`` (columns ``feature_names_``, built
+        by :attr:`builder`): the weighted mean of the horizon's members; a naive member (no trees)
+        is its base. Rows that lie outside what the models were trained on (:meth:`unfamiliar`)
+        get the last value instead."""
         cols = self.base_columns
         out = np.zeros(len(X))
         members = self.members_[horizon]
@@ -144,10 +147,10 @@ class ModelBundle:
         odd = self.unfamiliar(X)
         if odd.any():
             out[odd] = TargetTransform.inv(X[odd, cols.level])
-        return self.within_range(out, X[:, cols.level])
+        return self.within_range(out, X[:, cols.level]) / self.unit_
 
     def within_range(self, value: np.ndarray, level: np.ndarray) -> np.ndarray:
-        """``value`` kept within ``RANGE_HEADROOM`` of the training window's 1st..99th percentile
+        """``value`` (model units) kept within ``RANGE_HEADROOM`` of the training window's 1st..99th percentile
         range, stretched to the current level (``level``, log scale): a burst bigger than
         nearly every training hour is not forecastable, and a forecast of one (a spike copied or
         added on top of a burst) costs more than any forecast inside the range."""
@@ -188,7 +191,7 @@ class ModelBundle:
         """Interval around one forecast; ``recent``: out-of-sample residuals, oldest first;
         ``row``: the forecast's feature row (its 24-hour spread scales the interval)."""
         spread = None if row is None else float(row[self.feature_names_.index(f"{self.target}_mad_24")])
-        lo, hi = self.intervals_[horizon].bounds_with(float(slog(value)), recent, spread)
+        lo, hi = self.intervals_[horizon].bounds_with(float(slog(value * self.unit_)), recent, spread)
         if row is not None:
             # An upper bound beyond the accepted range says nothing, and on a bursty series (0, then
             # 1e8) the log-scale residuals times the spread overflowed to infinity. A lower bound
@@ -197,7 +200,11 @@ class ModelBundle:
             if low is not None:
                 floor = 0.0 if self.metrics_["range"][0] >= 0 else low
                 lo, hi = float(np.clip(lo, floor, high)), float(np.clip(hi, floor, high))
-        return float(TargetTransform.inv(lo)), float(TargetTransform.inv(hi))
+        return float(TargetTransform.inv(lo)) / self.unit_, float(TargetTransform.inv(hi)) / self.unit_
+
+    def residuals(self, actual, forecast) -> np.ndarray:
+        """``s(actual) - s(forecast)`` in the models' scale, from values in original units."""
+        return slog(np.asarray(actual, dtype=float) * self.unit_) - slog(np.asarray(forecast, dtype=float) * self.unit_)
 
     def drivers(self, row: np.ndarray, horizon: int, value: float, top: int = 5) -> list[tuple[str, float]]:
         """Feature contributions in the target's units (scaled by d value / d s(value))."""
@@ -209,7 +216,7 @@ class ModelBundle:
             weights = sum(m.weight for m, _ in members)
             for m, b in learned:
                 total += b.predict(dm, pred_contribs=True, validate_features=False)[0] * m.weight / weights
-        return group_contributions(total, self.groups, 1.0 + abs(value), top=top)
+        return group_contributions(total, self.groups, (1.0 + abs(value) * self.unit_) / self.unit_, top=top)
 
     # ---- prediction --------------------------------------------------------------------------
     def _check_horizon(self, horizon: int) -> None:
@@ -250,7 +257,7 @@ class ModelBundle:
         extra = np.arange(lo_pos, int(pos.max()))
         all_pos = np.union1d(pos, extra)
         X = self.builder.arrays(frame, all_pos, horizons, check=False)
-        z = slog(frame[self.target].to_numpy(dtype=float))
+        y = frame[self.target].to_numpy(dtype=float)
         stamps = index.as_unit("ns").asi8
         step = HOUR_NS
         end_i = pd.Timestamp(end).value  # always nanoseconds
@@ -259,14 +266,14 @@ class ModelBundle:
         for h in horizons:
             value = self.values(X[h], h)
             target_pos = all_pos + h
-            actual = np.where(target_pos < len(z), z[np.minimum(target_pos, len(z) - 1)], np.nan)
+            actual = np.where(target_pos < len(y), y[np.minimum(target_pos, len(y) - 1)], np.nan)
             when = stamps[all_pos] + h * step  # target hours of every forecast
             given = np.full(len(all_pos), np.nan)
             if past is not None:  # from origins before this model existed: what earlier models forecast
                 earlier = pd.Series(past.get(h, pd.Series(dtype=float)), dtype=float)
                 given = earlier[~earlier.index.duplicated(keep="last")].reindex(index[all_pos]).to_numpy()
             forecast = np.where(np.isfinite(given), given, np.where(stamps[all_pos] >= end_i, value, np.nan))
-            residual = actual - slog(forecast)
+            residual = self.residuals(actual, forecast)
             lower, upper = np.empty(len(pos)), np.empty(len(pos))
             drivers = []
             for i, (p, w) in enumerate(zip(pos, where, strict=True)):
@@ -364,10 +371,12 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
     check_frame(frame, target, cols)
     window_start = frame.index[-1] - pd.Timedelta(hours=s.training_days * 24 - 1)
     in_window = np.asarray(frame.index >= window_start)
-    y_all = frame[target].to_numpy(dtype=float)
+    original = frame[target].to_numpy(dtype=float)
+    ensure_rows(int(np.isfinite(original[in_window]).sum()), s.min_training_hours, "training")
+    unit = model_unit(original[in_window])
+    y_all = original * unit  # model units from here on; metrics are reported in the original ones
     y_window = y_all[in_window]
-    ensure_rows(int(np.isfinite(y_window).sum()), s.min_training_hours, "training")
-    screened, dropped = screen_inputs(frame.loc[in_window], target, cols)
+    screened, dropped = screen_inputs(frame.loc[in_window].assign(**{target: y_window}), target, cols)
     trials = (s.tune_trials or DEFAULT_TUNE_TRIALS) if tune else 0
     steps, done = s.horizons * (3 + (1 if screened else 0) + trials + 1), 0
 
@@ -381,7 +390,7 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
                 progress(stage, done, steps)
 
     positions = np.flatnonzero(in_window)
-    sel_builder = FeatureBuilder(target, screened)
+    sel_builder = FeatureBuilder(target, screened, unit)
     names = sel_builder.feature_names
     arrays = sel_builder.arrays(frame, positions, range(1, s.horizons + 1), check=False)
     base_cols = BaseColumns.of(names, target)
@@ -400,7 +409,7 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
                          progress=tick), s.horizons), strict=True))
     used = screened if any(m.inputs for sel in selections.values() for m in sel.members) else []
     bundle = ModelBundle(target=target, exog=list(used), horizons=s.horizons, coverage=s.interval_coverage,
-                         tier_names=dict(tier_names or {}), seed=s.seed, tuned_=tune)
+                         tier_names=dict(tier_names or {}), seed=s.seed, tuned_=tune, unit_=unit)
     bundle.feature_names_ = bundle.builder.feature_names
     if used != screened:  # no horizon reads the inputs: the final models get the short layout
         arrays = bundle.builder.arrays(frame, positions, range(1, s.horizons + 1), check=False)
@@ -433,7 +442,7 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
         bundle.members_[h], bundle.boosters_[h] = sel.members, finals[h - 1]
         spread = selections_X[h][sel.val_positions, mad_col]
         bundle.intervals_[h] = ConformalInterval(s.interval_coverage).fit(sel.val_scaled_residuals, spread)
-        per_h[str(h)] = _horizon_metrics(sel, y, snaive_scale, s.interval_coverage, used, spread)
+        per_h[str(h)] = _horizon_metrics(sel, y, snaive_scale, s.interval_coverage, used, spread, unit)
     if progress and done < steps:
         progress("done", steps, steps)
     def mean(key: str) -> float | None:  # None, not NaN: the metrics are stored as strict JSON
@@ -454,7 +463,7 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
                                "rows": len(window), "target_rows": int(np.isfinite(y_window).sum())}
     win = frame.loc[in_window]
     bundle.input_ranges_ = {c: _ranges(win[c]) for c in [target, *used]}
-    bundle.spike_threshold_ = float(np.nanquantile(y_window, 0.95))
+    bundle.spike_threshold_ = float(np.nanquantile(original[in_window], 0.95))
     return bundle
 
 
@@ -490,14 +499,16 @@ def _guard(X: np.ndarray, names: list[str], target: str) -> dict:
 
 
 def _horizon_metrics(sel, y: np.ndarray, snaive_scale: float, coverage: float, used: list[str],
-                     spread: np.ndarray) -> dict:
+                     spread: np.ndarray, unit: float) -> dict:
+    """Validation metrics in the original units (``y``, ``snaive_scale`` and the forecasts are in model units)."""
     rows = sel.val_positions
     y_val, err = y[rows], y[rows] - sel.val_pred
-    naive = {c.label: float(np.nanmean(np.abs(y_val - np.concatenate(c.fold_pred)))) for c in sel.candidates if c.rank == 0}
+    naive = {c.label: float(np.nanmean(np.abs(y_val - np.concatenate(c.fold_pred)))) / unit
+             for c in sel.candidates if c.rank == 0}
     mae = float(np.nanmean(np.abs(err)))
     return {
-        "mae": mae,
-        "rmse": float(np.sqrt(np.nanmean(err**2))),
+        "mae": mae / unit,
+        "rmse": float(np.sqrt(np.nanmean(err**2))) / unit,
         "mase": mae / snaive_scale if snaive_scale > 0 else None,
         "seasonal_naive_24_mae": naive.get("naive daily"),
         "seasonal_naive_168_mae": naive.get("naive weekly"),

@@ -110,7 +110,7 @@ def _metadata(bundle: ModelBundle, version: str, created_at: str) -> dict:
                     for h, ms in bundle.members_.items()},
         "intervals": {str(h): i.as_dict() for h, i in bundle.intervals_.items()},
         "metrics": bundle.metrics_, "input_ranges": bundle.input_ranges_,
-        "spike_threshold": bundle.spike_threshold_,
+        "spike_threshold": bundle.spike_threshold_, "unit": bundle.unit_,
         "libraries": {"xgboost": xgb.__version__, "pandas": pd.__version__, "numpy": np.__version__,
                       "scikit-learn": sklearn.__version__, "python": platform.python_version()},
     }
@@ -210,6 +210,7 @@ def _bundle_from(meta: dict, path: Path, version: str, verified: set[str]) -> Mo
         _load_boosters(meta, path, version, verified, bundle, names)
     bundle.metrics_, bundle.training_window_ = meta["metrics"], meta["training_window"]
     bundle.input_ranges_, bundle.spike_threshold_ = meta["input_ranges"], float(meta["spike_threshold"])
+    bundle.unit_ = float(meta.get("unit", 1.0))  # versions saved before model units: 1.0, as they were trained
     bundle.tuned_ = bool(meta["tuned"])
     return bundle
 

@@ -25,7 +25,7 @@ from sqlalchemy import func, literal_column, or_, select
 
 from artq.catalog import MAIN, TARGET_METRIC, series_name
 from artq.errors import ArtqError
-from artq.forecasting.features import EXOG_LOOKBACK_HOURS, TARGET_LOOKBACK_HOURS
+from artq.forecasting.features import EXOG_LOOKBACK_HOURS, TARGET_LOOKBACK_HOURS, FeatureBuilder
 from artq.horizons import HORIZONS, RECENT_HOURS
 from artq.pipeline.runtime import Runtime
 from artq.storage.models import Observation
@@ -100,7 +100,10 @@ def build_rows(rt: Runtime, versions: dict[str, str], t0: datetime) -> tuple[lis
         if not have:
             continue
         frame, origins = stacked_frame(have, history, t0, [target, *exog])
-        X = bundles[have[0]].builder.transform_at(frame, origins, list(HORIZONS))
+        # each block in its own model's units (ModelBundle.unit_), then one builder for all
+        units = np.repeat([bundles[n].unit_ for n in have], BLOCK_HOURS)
+        frame[target] = frame[target].to_numpy() * units
+        X = FeatureBuilder(target, list(exog)).transform_at(frame, origins, list(HORIZONS))
         out.append(encode({h: X[h].set_axis(have, axis=0) for h in HORIZONS}))
     return out, failed
 

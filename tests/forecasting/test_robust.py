@@ -127,13 +127,14 @@ def test_a_forecast_stays_within_the_training_range_stretched_to_the_current_lev
     assert now_high[0] == pytest.approx(np.expm1(hi + 2.0 + np.log(1.5)))
 
     # every prediction path goes through it: with a (made-up) narrow training range, the
-    # forecasts that lay above its edge are brought down to it
+    # forecasts that lay above its edge are brought down to it (the range is in model units)
     origins = frame.index[-96:-6]
-    level = np.log1p(frame["writes"].reindex(origins).to_numpy())
+    u = bundle.unit_
+    level = np.log1p(frame["writes"].reindex(origins).to_numpy() * u)
     free = bundle.predict_frame(frame, origins)
-    narrow = np.quantile(np.log1p(free[1]["value"]), 0.5)
+    narrow = np.quantile(np.log1p(free[1]["value"] * u), 0.5)
     bundle.metrics_["range"] = [0.0, narrow]
-    cap = np.expm1(np.fmax(narrow, level) + np.log(1.5))
+    cap = np.expm1(np.fmax(narrow, level) + np.log(1.5)) / u
     capped = bundle.predict_frame(frame, origins)
     assert (free[1]["value"].to_numpy() > cap * 1.001).any()  # the premise: some forecasts lay above
     for h in range(1, 7):
@@ -146,8 +147,9 @@ def test_intervals_on_a_bursty_series_stay_finite_within_the_range_and_never_bel
     frame = bursty_writes()
     bundle = train_bundle(frame.iloc[:-96], "writes", S, exog="none")
     origins = frame.index[-96:-6]
-    level = np.log1p(frame["writes"].reindex(origins).to_numpy())
-    cap = np.expm1(np.fmax(bundle.metrics_["range"][1], level) + np.log(1.5))
+    u = bundle.unit_
+    level = np.log1p(frame["writes"].reindex(origins).to_numpy() * u)
+    cap = np.expm1(np.fmax(bundle.metrics_["range"][1], level) + np.log(1.5)) / u
     got = bundle.predict_frame(frame, origins)
     saved = bundle.metrics_.pop("range")
     try:  # the premise: without the range, log-scale residuals times a burst's spread run away
@@ -161,3 +163,21 @@ def test_intervals_on_a_bursty_series_stay_finite_within_the_range_and_never_bel
         assert (lower >= 0).all() and (value >= 0).all(), h  # the series was never negative
         assert (lower <= value + 1e-6).all() and (value <= upper * (1 + 1e-9)).all(), h
         assert (upper <= cap * (1 + 1e-9)).all(), h
+
+
+def test_the_forecasts_do_not_depend_on_the_units_of_the_target():
+    """Seconds or milliseconds, a CPU fraction or a percentage: the same forecasts, in those units.
+    (A CPU share of 0.1 used to sit in the linear part of log1p, where the model behaved otherwise.)"""
+    seconds = daily_latency()
+    seconds["art"] = seconds["art"] / 1000  # ~0.12 s
+    millis = seconds.assign(art=seconds["art"] * 1000)
+    train = slice(None, -48)
+    a = train_bundle(seconds.iloc[train], "art", S, exog="none")
+    b = train_bundle(millis.iloc[train], "art", S, exog="none")
+    assert b.unit_ == pytest.approx(a.unit_ / 1000)
+    origins = seconds.index[-48:-6]
+    fa, fb = a.predict_frame(seconds, origins), b.predict_frame(millis, origins)
+    for h in range(1, 7):
+        for col in ("value", "lower", "upper"):
+            assert np.allclose(fa[h][col] * 1000, fb[h][col], rtol=1e-6), (h, col)
+    assert a.metrics_["mean_mae"] * 1000 == pytest.approx(b.metrics_["mean_mae"], rel=1e-6)

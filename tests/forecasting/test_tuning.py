@@ -107,10 +107,10 @@ def test_a_blend_weighs_each_side_half_and_the_bundle_forecasts_with_those_weigh
     rows = b.builder.arrays(synth(24 * 24, seed=3), np.arange(200, 260), [1], check=False)[1]
     bc = b.base_columns
     expected = sum(w * TargetTransform("log", base).decode(np.zeros(len(rows)), rows, bc)
-                   for w, base in ((0.5, "last"), (0.25, "sdelta"), (0.25, "daily")))
+                   for w, base in ((0.5, "last"), (0.25, "sdelta"), (0.25, "daily"))) / b.unit_
     assert np.allclose(b.values(rows, 1), expected)
     assert not np.allclose(expected, np.mean([TargetTransform("log", base).decode(np.zeros(len(rows)), rows, bc)
-                                              for base in ("last", "sdelta", "daily")], axis=0))
+                                              for base in ("last", "sdelta", "daily")], axis=0) / b.unit_)
     info = registry.save(b, tmp_path, "ABP")  # and a saved model keeps them
     loaded = registry.load(tmp_path, "ABP", info.version, info.sha256)
     assert [m.weight for m in loaded.members_[1]] == [0.5, 0.25, 0.25]
