@@ -6,7 +6,8 @@ model gets intervals proportional to the level). The bounds are the empirical re
 quantiles at ``(1 - c)/2`` and ``(1 + c)/2`` with the finite-sample correction, so the interval
 need not be symmetric.
 
-The calibration residuals come from every time-ordered fold of model selection. At prediction
+The calibration residuals come from every time-ordered fold of model selection; the last fold's
+latest ones stand in for recent forecasts until a day of them exists. At prediction
 time the set slides forward (as in EnbPI, Xu & Xie 2021): the model's own residuals on hours that
 ended after its training window and at or before the origin join it with a weight that grows
 with their number, up to ``RECENT_SHARE`` of the total once ``RECENT_FULL`` of them exist, so
@@ -37,6 +38,7 @@ class ConformalInterval:
     n_: int = 0
     residuals_: np.ndarray | None = None  # the calibration residuals, oldest first (÷ spread when floor_ is set)
     floor_: float | None = None  # set: residuals are divided by the forecast's spread, at least this
+    tail_: np.ndarray | None = None  # the last fold's last residuals (as residuals_), oldest first: see bounds_with
 
     def __post_init__(self) -> None:
         if not 0 < self.coverage < 1:
@@ -53,6 +55,7 @@ class ConformalInterval:
             self.floor_ = float(max(SPREAD_FLOOR * np.median(known), 1e-4)) if len(known) else 1e-4
             r = r / self._sigma(sp)
         r = r[ok]
+        self.tail_ = r[-RECENT_FULL:]
         if len(r) < 10:
             raise ValueError(f"`residuals` must hold at least 10 finite values. Got {len(r)}.")
         self.lower_ = self.upper_ = None
@@ -71,10 +74,16 @@ class ConformalInterval:
         pushed into the calibration window in place of the oldest ones. With a fitted spread,
         ``spread`` is this forecast's (the recent residuals are taken at the same spread)."""
         sigma = float(self._sigma(np.nan if spread is None else spread))
+        recent = np.asarray(recent, dtype=float)[-RECENT_FULL:] / sigma
+        if self.tail_ is not None and len(recent) < RECENT_FULL:
+            # Too few forecasts made yet (a new model, with no earlier one's stored): the latest
+            # out-of-sample residuals of selection stand in for the missing ones. Without them the
+            # first day is calibrated mostly on the early folds, whose models were fitted on the
+            # fewest rows (bench/forecast: 92-99 % coverage in the first block of the short series).
+            recent = np.concatenate([self.tail_[len(self.tail_) - (RECENT_FULL - len(recent)):], recent])
         if self.residuals_ is None or not len(recent):
             lo, hi = self.lower_, self.upper_
         else:
-            recent = np.asarray(recent, dtype=float)[-RECENT_FULL:] / sigma
             share = RECENT_SHARE * len(recent) / RECENT_FULL
             r = np.concatenate([self.residuals_, recent])
             w = np.concatenate([np.full(len(self.residuals_), (1 - share) / len(self.residuals_)),
@@ -93,14 +102,15 @@ class ConformalInterval:
     def as_dict(self) -> dict:
         res = None if self.residuals_ is None else [float(v) for v in self.residuals_]
         return {"coverage": self.coverage, "lower": self.lower_, "upper": self.upper_, "n": self.n_, "residuals": res,
-                "floor": self.floor_}
+                "floor": self.floor_, "tail": None if self.tail_ is None else [float(v) for v in self.tail_]}
 
     @classmethod
     def from_dict(cls, d: dict) -> ConformalInterval:
         res = d.get("residuals")
         return cls(coverage=float(d["coverage"]), lower_=d["lower"], upper_=d["upper"], n_=int(d["n"]),
                    residuals_=None if res is None else np.asarray(res, dtype=float),
-                   floor_=None if d.get("floor") is None else float(d["floor"]))
+                   floor_=None if d.get("floor") is None else float(d["floor"]),
+                   tail_=None if d.get("tail") is None else np.asarray(d["tail"], dtype=float))
 
 
 def _quantiles(r: np.ndarray, coverage: float) -> tuple[float, float]:

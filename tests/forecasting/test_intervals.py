@@ -111,3 +111,23 @@ def test_right_after_a_refit_the_interval_learns_from_what_earlier_models_foreca
         assert wide[h]["value"].iloc[0] == alone[h]["value"].iloc[0]  # the point forecast is the model's
         width = lambda p: float(p[h]["upper"].iloc[0] - p[h]["lower"].iloc[0])
         assert width(wide) > 1.5 * width(alone), h  # 90 ms errors, every hour of the last two days
+
+
+def test_until_a_day_of_forecasts_exists_the_latest_fold_residuals_fill_the_recent_window():
+    rng = np.random.default_rng(7)
+    early = rng.normal(0, 2.0, 200)  # early folds: models fitted on few rows, wide errors
+    late = rng.normal(0, 0.5, 60)
+    ci = ConformalInterval(0.8).fit(np.concatenate([early, late]))
+    assert np.array_equal(ci.tail_, late[-24:])
+    # a new model with no forecasts made yet: as if its last 24 fold residuals were recent ones
+    fresh = ci.bounds_with(0.0, np.empty(0))
+    assert fresh == ci.bounds_with(0.0, late[-24:])
+    assert fresh[1] - fresh[0] < ci.upper_ - ci.lower_  # narrower than the early folds alone say
+    # ten real ones: the tail fills only the rest of the window
+    real = rng.normal(0, 1.0, 10)
+    assert ci.bounds_with(0.0, real) == ci.bounds_with(0.0, np.concatenate([late[-14:], real]))
+    # a day of them: the tail plays no part
+    day = rng.normal(0, 1.0, 24)
+    ci_without = ConformalInterval.from_dict({**ci.as_dict(), "tail": None})
+    assert ci.bounds_with(0.0, day) == ci_without.bounds_with(0.0, day)
+    assert ConformalInterval.from_dict(ci.as_dict()).bounds_with(0.0, np.empty(0)) == fresh  # saved with the model
