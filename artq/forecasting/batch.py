@@ -25,11 +25,13 @@ def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int,
     ``X``: each application's row built by its bundle's :attr:`ModelBundle.builder` (the target
     in that model's units).
 
-    ``recent[i]``, when given, holds application ``i``'s recent out-of-sample (actual, forecast)
-    pairs of this horizon in original units, oldest first: the stored forecasts of the last
-    hours up to the origin (this model's for hours after its training window, earlier models'
-    before). Their residuals slide into the conformal calibration window
-    (:meth:`ConformalInterval.bounds_with`), as in :meth:`ModelBundle.predict_frame` with ``past``.
+    ``recent[i]``, when given, holds application ``i``'s recent out-of-sample forecasts of this
+    horizon in original units, oldest first, as rows (actual, forecast, and the three naive
+    forecasts of the same hour): the stored forecasts of the last hours up to the origin (this
+    model's for hours after its training window, earlier models' before). A naive forecast that
+    clearly beat them takes half of this forecast (:meth:`ModelBundle.guarded`), and their
+    residuals slide into the conformal calibration window (:meth:`ConformalInterval.bounds_with`),
+    as in :meth:`ModelBundle.predict_frame` with ``past``.
 
     Each row goes to its own boosters through ``inplace_predict`` (no DMatrix); the drivers come
     from one small NumPy DMatrix per application (``pred_contribs`` has no in-place form).
@@ -40,17 +42,27 @@ def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int,
     for i, bundle in enumerate(bundles):
         row = arr[i : i + 1]
         value = float(bundle.values(row, horizon)[0])
-        lower, upper = bundle.bounds(value, horizon, recent_residuals(bundle, None if recent is None else recent[i]), row[0])
+        past = _rows(None if recent is None else recent[i])
+        value = bundle.guarded(value, row[0], horizon, past[:, 0], past[:, 1], past[:, 2:5])
+        lower, upper = bundle.bounds(value, horizon, recent_residuals(bundle, past), row[0])
         drivers = bundle.drivers(row[0], horizon, value, top=MAX_DRIVERS)
         out.append({"application": X.index[i], "value": value, "lower": lower, "upper": upper,
                     "coverage": float(bundle.coverage), "drivers": [[g, float(c)] for g, c in drivers]})
     return out
 
 
-def recent_residuals(bundle: ModelBundle, pairs: np.ndarray | None) -> np.ndarray:
+def _rows(recent: np.ndarray | None) -> np.ndarray:
+    """``recent`` as rows (actual, forecast, last value, same hour yesterday, same hour last week);
+    pairs without the naive forecasts get NaN there (the guardrail then has nothing to go on)."""
+    if recent is None or len(recent) == 0:
+        return np.empty((0, 5))
+    r = np.asarray(recent, dtype=float)
+    r = r.reshape(len(r), -1)
+    return np.hstack([r, np.full((len(r), 5 - r.shape[1]), np.nan)]) if r.shape[1] < 5 else r
+
+
+def recent_residuals(bundle: ModelBundle, recent: np.ndarray | None) -> np.ndarray:
     """Residuals ``s(actual) - s(forecast)`` in the models' scale, finite ones only, oldest first."""
-    if pairs is None or len(pairs) == 0:
-        return np.empty(0)
-    p = np.asarray(pairs, dtype=float).reshape(-1, 2)
-    r = bundle.residuals(p[:, 0], p[:, 1])
+    rows = _rows(recent)
+    r = bundle.residuals(rows[:, 0], rows[:, 1])
     return r[np.isfinite(r)]

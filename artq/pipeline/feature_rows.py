@@ -153,9 +153,42 @@ def _json_rows(frame: pd.DataFrame) -> list[list[float | None]]:
     return rows.tolist()
 
 
+# the naive forecasts of the window's hours read this far back: a week before the oldest target
+# hour, and the last known value up to a week before the oldest origin
+NAIVE_LOOKBACK_HOURS = RECENT_HOURS + max(HORIZONS) + TARGET_LOOKBACK_HOURS
+
+
+def target_history(rt: Runtime, applications: list[str], t0: datetime, back: int) -> dict[str, np.ndarray]:
+    """Per application, the target's values of the ``back + 1`` hours up to ``t0``, indexed by hours
+    before ``t0`` (NaN where none is stored)."""
+    obs = Observation.__table__.c
+    out = {app: np.full(back + 1, np.nan) for app in applications}
+    with rt.db.session() as s:
+        for i in range(0, len(applications), HISTORY_CHUNK):
+            rows = _offsets(s, (obs.application, obs.value, obs.hour), [
+                obs.application.in_(applications[i : i + HISTORY_CHUNK]), obs.server == MAIN,
+                obs.metric == TARGET_METRIC, obs.hour >= t0 - back * HOUR, obs.hour <= t0], t0)
+            for app, value, k in rows:
+                if value is not None and 0 <= k <= back:
+                    out[app][k] = value
+    return out
+
+
+def naive_values(history: np.ndarray, back: int, horizon: int) -> tuple[float, float, float]:
+    """The three naive forecasts (``ModelBundle.naive_forecasts``) made for the hour ``back`` hours
+    before t0 from its origin ``horizon`` hours earlier: the last value known at the origin (within
+    a week, as the features' anchor), the same hour a day and a week before."""
+    origin = back + horizon
+    known = np.flatnonzero(np.isfinite(history[origin : origin + TARGET_LOOKBACK_HOURS + 1]))
+    last = float(history[origin + known[0]]) if len(known) else float("nan")
+    at = lambda k: float(history[k]) if k < len(history) else float("nan")
+    return last, at(back + 24), at(back + 168)
+
+
 def recent_pairs(rt: Runtime, versions: dict[str, str], t0: datetime, horizon: int,
                  trained_until: dict[str, datetime]) -> dict[str, np.ndarray]:
-    """Per application, the (actual, forecast) pairs of its recent forecasts, oldest first.
+    """Per application, its recent forecasts as rows (actual, forecast, and the three naive
+    forecasts of the same hour: :func:`naive_values`), oldest first.
 
     Stored forecasts of ``horizon`` whose target hour lies in the last :data:`RECENT_HOURS` up to
     ``t0``, whichever model version made them, except the current version's forecasts of origins
@@ -167,10 +200,12 @@ def recent_pairs(rt: Runtime, versions: dict[str, str], t0: datetime, horizon: i
     """
     from artq.storage import repository as repo
 
-    pairs: dict[str, list[tuple[float, float]]] = {}
+    pairs: dict[str, list[tuple[float, ...]]] = {}
     with rt.db.session() as s:
         rows = repo.forecast_actual_pairs(s, list(versions), t0 - RECENT_HOURS * HOUR, t0, horizon=horizon)
-    for app, _h, version, target_hour, actual, forecast in rows:
-        if version != versions[app] or target_hour - horizon * HOUR >= trained_until[app]:
-            pairs.setdefault(app, []).append((actual, forecast))
+    kept = [r for r in rows if r[2] != versions[r[0]] or r[3] - horizon * HOUR >= trained_until[r[0]]]
+    history = target_history(rt, sorted({r[0] for r in kept}), t0, NAIVE_LOOKBACK_HOURS)
+    for app, _h, _version, target_hour, actual, forecast in kept:
+        back = int((t0 - as_utc(target_hour)) // HOUR)  # hours before t0
+        pairs.setdefault(app, []).append((actual, forecast, *naive_values(history[app], back, horizon)))
     return {app: np.asarray(p, dtype=float) for app, p in pairs.items()}
