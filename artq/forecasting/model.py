@@ -81,6 +81,25 @@ def naive_switch(actual: np.ndarray, forecast: np.ndarray, naives: np.ndarray) -
     return best
 
 
+def _may_switch(actual: np.ndarray, forecast: np.ndarray, naives: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per window ``[a[i], b[i])``, whether :func:`naive_switch` may find a naive forecast there:
+    the same test on running sums, a hair looser (a pre-check; rows where it says no need no
+    :func:`naive_switch`)."""
+    ok = np.isfinite(actual) & np.isfinite(forecast)
+    e_own = np.abs(actual - forecast)
+    out = np.zeros(len(a), dtype=bool)
+    sums = lambda v: np.concatenate([[0.0], np.cumsum(v)])
+    for j in range(naives.shape[1]):
+        m = ok & np.isfinite(naives[:, j])
+        e_naive = np.where(m, np.abs(actual - naives[:, j]), 0.0)
+        mine = np.where(m, e_own, 0.0)
+        n, sn, so, wins = sums(m), sums(e_naive), sums(mine), sums(m & (e_naive < mine))
+        count = n[b] - n[a]
+        out |= ((count >= GUARD_MIN_HOURS) & ((sn[b] - sn[a]) * (1 + GUARD_MARGIN) < (so[b] - so[a]) * (1 + 1e-9))
+                & (wins[b] - wins[a] >= GUARD_WINS * count - 1e-9))
+    return out
+
+
 @dataclass
 class HorizonForecast:
     horizon: int
@@ -323,13 +342,17 @@ class ModelBundle:
                 earlier = pd.Series(past.get(h, pd.Series(dtype=float)), dtype=float)
                 given = earlier[~earlier.index.duplicated(keep="last")].reindex(index[all_pos]).to_numpy()
             own = ~np.isfinite(given) & (stamps[all_pos] >= end_i)
-            forecast = np.where(own, np.nan, given)
+            rows = np.flatnonzero(own | asked)
+            a = np.searchsorted(when, stamps[all_pos[rows]] - RECENT_HOURS * step, side="right")
+            b = np.searchsorted(when, stamps[all_pos[rows]], side="right")
+            forecast = np.where(own, value, given)
+            maybe = np.flatnonzero(_may_switch(actual, forecast, naive, a, b))
             # In time order, as the live cycle forecasts: each forecast's guard reads the ones made
             # before it (its window's target hours are at or before its origin), guarded themselves.
-            for k in np.flatnonzero(own | asked):
-                a = np.searchsorted(when, stamps[all_pos[k]] - RECENT_HOURS * step, side="right")
-                b = np.searchsorted(when, stamps[all_pos[k]], side="right")
-                value[k] = self.guarded(value[k], X[h][k], h, actual[a:b], forecast[a:b], naive[a:b])
+            # Up to the first row where the guard may act, nothing changes (the usual case).
+            for i in range(maybe[0] if len(maybe) else len(rows), len(rows)):
+                k, lo, hi = rows[i], a[i], b[i]
+                value[k] = self.guarded(value[k], X[h][k], h, actual[lo:hi], forecast[lo:hi], naive[lo:hi])
                 if own[k]:
                     forecast[k] = value[k]
             residual = self.residuals(actual, forecast)

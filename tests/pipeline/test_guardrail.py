@@ -91,3 +91,22 @@ def test_the_live_cycle_guards_its_forecast_as_the_backtest_does(trained_sqlite)
             assert np.isclose(2 * f.value, model[h] + naive, rtol=1e-9).any(), h
             guarded += 1
     assert guarded >= 4, "forecasts 60 % too high for a day changed (almost) no forecast"
+
+
+def test_the_vectorised_pre_check_never_misses_a_window_where_the_guard_acts():
+    from artq.forecasting.model import _may_switch
+
+    rng = np.random.default_rng(3)
+    n = 400
+    actual = 100 + np.cumsum(rng.normal(0, 3, n))
+    forecast = actual + rng.normal(0, 1, n) * np.where(np.arange(n) % 100 < 50, 2.0, 12.0)  # good, then bad
+    naives = np.column_stack([actual + rng.normal(0, 4, n), actual + rng.normal(0, 8, n), actual + 30])
+    naives[rng.random((n, 3)) < 0.1] = np.nan
+    actual[rng.random(n) < 0.05] = np.nan
+    a = np.maximum(0, np.arange(n) - 48)
+    b = np.arange(n)
+    may = _may_switch(actual, forecast, naives, a, b)
+    exact = np.array([naive_switch(actual[i:j], forecast[i:j], naives[i:j]) is not None for i, j in zip(a, b, strict=True)])
+    assert exact.any() and not exact.all()  # the premise: both kinds of window occur
+    assert not (exact & ~may).any()
+    assert (may == exact).mean() > 0.99  # and it rarely says maybe in vain
