@@ -14,12 +14,12 @@ from artq.horizons import HORIZONS
 from artq.pipeline import Runtime, champions, train_step
 from artq.pipeline.cycle import run_in_process
 from artq.pipeline.feature_rows import naive_values, target_history
-from artq.storage import repository as repo
 from artq.storage.db import Database
 from artq.storage.models import Forecast
 from artq.timeutil import HOUR
 from tests.conftest import make_settings
 from tests.dashboard.conftest import T0, seed_actuals
+from tests.pipeline.stored import stored_cycle
 
 
 def test_a_naive_forecast_takes_over_only_when_it_clearly_and_mostly_won():
@@ -70,12 +70,7 @@ def test_the_live_cycle_guards_its_forecast_as_the_backtest_does(trained_sqlite)
                       .values(value=Forecast.value * 1.6))
         assert run_in_process(rt, ["ABP"], t0, "test")["ABP"]["status"] == "succeeded"
         bundle, _ = rt.champion("ABP")
-        with rt.db.session() as s:
-            live = {f.horizon: f for f in repo.forecasts_for(s, "ABP", t0)}
-            earlier = {h: pd.Series({pd.Timestamp(f.origin): f.value
-                                     for k in range(1, 25) for f in repo.forecasts_for(s, "ABP", t0 - k * HOUR)
-                                     if f.horizon == h}) for h in HORIZONS}
-            frame = repo.load_frame(s, "ABP", t0 - 400 * HOUR, t0)
+        live, earlier, frame = stored_cycle(rt, "ABP", t0)
     finally:
         rt.close()
     backtest_way = bundle.predict_frame(frame, [pd.Timestamp(t0)], past=earlier)

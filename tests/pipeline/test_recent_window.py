@@ -10,8 +10,8 @@ from artq.horizons import HORIZONS
 from artq.pipeline import Runtime, train_step
 from artq.pipeline import champions
 from artq.pipeline.cycle import run_in_process
-from artq.storage import repository as repo
 from artq.timeutil import HOUR
+from tests.pipeline.stored import stored_cycle
 
 
 def test_a_retrained_models_first_interval_uses_the_previous_versions_stored_errors(trained_sqlite):
@@ -28,12 +28,7 @@ def test_a_retrained_models_first_interval_uses_the_previous_versions_stored_err
             champions.set_champion(s, "ABP", new["version"], "test: retrained")
         assert run_in_process(rt, ["ABP"], t0, "test")["ABP"]["status"] == "succeeded"
         bundle, version = rt.champion("ABP")
-        with rt.db.session() as s:
-            live = {f.horizon: f for f in repo.forecasts_for(s, "ABP", t0)}
-            earlier = {h: pd.Series({pd.Timestamp(f.origin): f.value
-                                     for k in range(1, 25) for f in repo.forecasts_for(s, "ABP", t0 - k * HOUR)
-                                     if f.horizon == h}) for h in HORIZONS}
-            frame = repo.load_frame(s, "ABP", t0 - 400 * HOUR, t0)
+        live, earlier, frame = stored_cycle(rt, "ABP", t0)
     finally:
         rt.close()
     assert version == new["version"] != old["version"]
