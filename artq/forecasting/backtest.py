@@ -236,10 +236,11 @@ def backtest_frame(frame: pd.DataFrame, target: str, exog: str | Sequence[str] =
     for i, block in enumerate(blocks):
         bundle = train_bundle(frame.loc[: block[0], [target, *cols]], target, replace(s), exog=cols)
         used += [c for c in bundle.exog if c not in used]
-        forecast_before = {h: pd.concat(v) if v else pd.Series(dtype=float) for h, v in earlier.items()}
+        forecast_before = {h: pd.concat(v) if v else pd.DataFrame(columns=["value", "lower", "upper"], dtype=float)
+                           for h, v in earlier.items()}
         preds = bundle.predict_frame(frame.loc[: block[-1]], block, past=forecast_before)
         for h, df in preds.items():
-            earlier[h].append(df["value"])
+            earlier[h].append(df[["value", "lower", "upper"]])
             part = pd.DataFrame({"origin": block, "horizon": h,
                                  "actual": y.reindex(block + pd.Timedelta(hours=h)).to_numpy(),
                                  "artq": df["value"].to_numpy(), "lower": df["lower"].to_numpy(),

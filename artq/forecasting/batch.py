@@ -27,11 +27,13 @@ def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int,
 
     ``recent[i]``, when given, holds application ``i``'s recent out-of-sample forecasts of this
     horizon in original units, oldest first, as rows (actual, forecast, and the three naive
-    forecasts of the same hour): the stored forecasts of the last hours up to the origin (this
-    model's for hours after its training window, earlier models' before). A naive forecast that
-    clearly beat them takes half of this forecast (:meth:`ModelBundle.guarded`), and their
-    residuals slide into the conformal calibration window (:meth:`ConformalInterval.bounds_with`),
-    as in :meth:`ModelBundle.predict_frame` with ``past``.
+    forecasts of the same hour, the stored lower and upper bound): the stored forecasts of the
+    last hours up to the origin (this model's for hours after its training window, earlier
+    models' before). A naive forecast that clearly beat them takes half of this forecast
+    (:meth:`ModelBundle.guarded`), their residuals slide into the conformal calibration window
+    (:meth:`ConformalInterval.bounds_with`), and how often their intervals covered sets this
+    interval's level (:meth:`ModelBundle.adapted_coverage`), as in
+    :meth:`ModelBundle.predict_frame` with ``past``.
 
     Each row goes to its own boosters through ``inplace_predict`` (no DMatrix); the drivers come
     from one small NumPy DMatrix per application (``pred_contribs`` has no in-place form).
@@ -44,21 +46,27 @@ def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int,
         value = float(bundle.values(row, horizon)[0])
         past = _rows(None if recent is None else recent[i])
         value = bundle.guarded(value, row[0], horizon, past[:, 0], past[:, 1], past[:, 2:5])
-        lower, upper = bundle.bounds(value, horizon, recent_residuals(bundle, past), row[0])
+        seen = np.isfinite(past[:, 0]) & np.isfinite(past[:, 5]) & np.isfinite(past[:, 6])
+        hits = ((past[:, 0] >= past[:, 5]) & (past[:, 0] <= past[:, 6]))[seen]
+        lower, upper = bundle.bounds(value, horizon, recent_residuals(bundle, past), row[0], hits)
         drivers = bundle.drivers(row[0], horizon, value, top=MAX_DRIVERS)
         out.append({"application": X.index[i], "value": value, "lower": lower, "upper": upper,
                     "coverage": float(bundle.coverage), "drivers": [[g, float(c)] for g, c in drivers]})
     return out
 
 
+RECENT_COLUMNS = 7  # actual, forecast, the three naive forecasts, lower, upper
+
+
 def _rows(recent: np.ndarray | None) -> np.ndarray:
-    """``recent`` as rows (actual, forecast, last value, same hour yesterday, same hour last week);
-    pairs without the naive forecasts get NaN there (the guardrail then has nothing to go on)."""
+    """``recent`` as rows (actual, forecast, last value, same hour yesterday, same hour last week,
+    lower, upper); shorter rows get NaN for what they lack (the guardrail, or the adaptive
+    coverage, then has nothing to go on)."""
     if recent is None or len(recent) == 0:
-        return np.empty((0, 5))
+        return np.empty((0, RECENT_COLUMNS))
     r = np.asarray(recent, dtype=float)
     r = r.reshape(len(r), -1)
-    return np.hstack([r, np.full((len(r), 5 - r.shape[1]), np.nan)]) if r.shape[1] < 5 else r
+    return np.hstack([r, np.full((len(r), RECENT_COLUMNS - r.shape[1]), np.nan)]) if r.shape[1] < RECENT_COLUMNS else r
 
 
 def recent_residuals(bundle: ModelBundle, recent: np.ndarray | None) -> np.ndarray:

@@ -69,7 +69,8 @@ class ConformalInterval:
         sp = np.asarray(spread, dtype=float)
         return np.where(np.isfinite(sp), np.fmax(sp, self.floor_), self.floor_)
 
-    def bounds_with(self, scaled_pred: float, recent: np.ndarray, spread: float | None = None) -> tuple[float, float]:
+    def bounds_with(self, scaled_pred: float, recent: np.ndarray, spread: float | None = None,
+                    coverage: float | None = None) -> tuple[float, float]:
         """Bounds around one forecast, with ``recent`` out-of-sample residuals (oldest first)
         pushed into the calibration window in place of the oldest ones. With a fitted spread,
         ``spread`` is this forecast's (the recent residuals are taken at the same spread)."""
@@ -81,14 +82,15 @@ class ConformalInterval:
             # first day is calibrated mostly on the early folds, whose models were fitted on the
             # fewest rows (bench/forecast: 92-99 % coverage in the first block of the short series).
             recent = np.concatenate([self.tail_[len(self.tail_) - (RECENT_FULL - len(recent)):], recent])
+        cov = self.coverage if coverage is None else coverage
         if self.residuals_ is None or not len(recent):
-            lo, hi = self.lower_, self.upper_
+            lo, hi = (self.lower_, self.upper_) if cov == self.coverage or self.residuals_ is None else _quantiles(self.residuals_, cov)
         else:
             share = RECENT_SHARE * len(recent) / RECENT_FULL
             r = np.concatenate([self.residuals_, recent])
             w = np.concatenate([np.full(len(self.residuals_), (1 - share) / len(self.residuals_)),
                                 np.full(len(recent), share / len(recent))])
-            lo, hi = _weighted_quantiles(r, w, self.coverage)
+            lo, hi = _weighted_quantiles(r, w, cov)
         return scaled_pred + min(lo, 0.0) * sigma, scaled_pred + max(hi, 0.0) * sigma
 
     def bounds(self, scaled_pred: np.ndarray, spread: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

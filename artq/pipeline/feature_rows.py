@@ -187,8 +187,8 @@ def naive_values(history: np.ndarray, back: int, horizon: int) -> tuple[float, f
 
 def recent_pairs(rt: Runtime, versions: dict[str, str], t0: datetime, horizon: int,
                  trained_until: dict[str, datetime]) -> dict[str, np.ndarray]:
-    """Per application, its recent forecasts as rows (actual, forecast, and the three naive
-    forecasts of the same hour: :func:`naive_values`), oldest first.
+    """Per application, its recent forecasts as rows (actual, forecast, the three naive forecasts
+    of the same hour (:func:`naive_values`), the forecast's lower and upper bound), oldest first.
 
     Stored forecasts of ``horizon`` whose target hour lies in the last :data:`RECENT_HOURS` up to
     ``t0``, whichever model version made them, except the current version's forecasts of origins
@@ -202,10 +202,11 @@ def recent_pairs(rt: Runtime, versions: dict[str, str], t0: datetime, horizon: i
 
     pairs: dict[str, list[tuple[float, ...]]] = {}
     with rt.db.session() as s:
-        rows = repo.forecast_actual_pairs(s, list(versions), t0 - RECENT_HOURS * HOUR, t0, horizon=horizon)
+        rows = repo.forecast_actual_pairs(s, list(versions), t0 - RECENT_HOURS * HOUR, t0, horizon=horizon, bounds=True)
     kept = [r for r in rows if r[2] != versions[r[0]] or r[3] - horizon * HOUR >= trained_until[r[0]]]
     history = target_history(rt, sorted({r[0] for r in kept}), t0, NAIVE_LOOKBACK_HOURS)
-    for app, _h, _version, target_hour, actual, forecast in kept:
+    for app, _h, _version, target_hour, actual, forecast, lower, upper in kept:
         back = int((t0 - as_utc(target_hour)) // HOUR)  # hours before t0
-        pairs.setdefault(app, []).append((actual, forecast, *naive_values(history[app], back, horizon)))
+        pairs.setdefault(app, []).append((actual, forecast, *naive_values(history[app], back, horizon),
+                                          np.nan if lower is None else lower, np.nan if upper is None else upper))
     return {app: np.asarray(p, dtype=float) for app, p in pairs.items()}

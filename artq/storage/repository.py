@@ -225,17 +225,19 @@ def forecasts_for(session: Session, application: str, origin: datetime) -> list[
 
 
 def forecast_actual_pairs(session: Session, applications: Sequence[str], since: datetime, until: datetime,
-                          horizon: int | None = None) -> list[tuple]:
+                          horizon: int | None = None, bounds: bool = False) -> list[tuple]:
     """Stored forecasts whose target hour is in ``(since, until]`` and has an observed actual.
 
-    Rows ``(application, horizon, model_version, target_hour, actual, forecast)`` ordered by
-    application and target hour: the facts that interval recalibration and drift checks read.
+    Rows ``(application, horizon, model_version, target_hour, actual, forecast)``, with the
+    forecast's ``lower`` and ``upper`` after them when ``bounds``, ordered by application and
+    target hour: the facts that interval recalibration and drift checks read.
     """
     if not applications:
         return []
     ft, ot = Forecast.__table__, Observation.__table__
     f, o = ft.c, ot.c
-    q = (select(f.application, f.horizon, f.model_version, f.target_hour, o.value, f.value)
+    q = (select(f.application, f.horizon, f.model_version, f.target_hour, o.value, f.value,
+                *((f.lower, f.upper) if bounds else ()))
          .select_from(ft)
          .join(ot, (o.application == f.application) & (o.hour == f.target_hour)
                & (o.server == MAIN) & (o.metric == TARGET_METRIC))
@@ -244,7 +246,7 @@ def forecast_actual_pairs(session: Session, applications: Sequence[str], since: 
          .order_by(f.application, f.target_hour))
     if horizon is not None:
         q = q.where(f.horizon == horizon)
-    return [(a, h, v, as_utc(t), actual, forecast) for a, h, v, t, actual, forecast in session.execute(q).all()]
+    return [(a, h, v, as_utc(t), *rest) for a, h, v, t, *rest in session.execute(q).all()]
 
 
 def origin_bounds(origin_column, since: datetime, until: datetime) -> tuple:

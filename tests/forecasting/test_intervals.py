@@ -135,3 +135,20 @@ def test_until_a_day_of_forecasts_exists_the_latest_fold_residuals_fill_the_rece
     ci_without = ConformalInterval.from_dict({**ci.as_dict(), "tail": None})
     assert ci.bounds_with(0.0, day) == ci_without.bounds_with(0.0, day)
     assert ConformalInterval.from_dict(ci.as_dict()).bounds_with(0.0, np.empty(0)) == fresh  # saved with the model
+
+
+def test_the_interval_level_adapts_to_how_the_intervals_issued_lately_covered(walk_bundle):
+    bundle, frame = walk_bundle
+    assert bundle.adapted_coverage(None) is None
+    assert bundle.adapted_coverage(np.ones(11, dtype=bool)) is None  # too few to judge
+    assert bundle.adapted_coverage(np.array([True] * 18 + [False] * 2)) == pytest.approx(0.7)  # 90 % covered
+    assert bundle.adapted_coverage(np.array([True] * 10 + [False] * 10)) == pytest.approx(0.95)  # 50 %: capped
+    assert bundle.adapted_coverage(np.array([True] * 16 + [False] * 4)) == pytest.approx(0.8)  # on target
+    origin = frame.index[-30]
+    row = bundle.builder.arrays(frame, [frame.index.get_loc(origin)], [3], check=False)[3][0]
+    value = float(bundle.values(row.reshape(1, -1), 3)[0])
+    recent = np.random.default_rng(1).normal(0, 0.02, 30)
+    width = lambda hits: np.subtract(*bundle.bounds(value, 3, recent, row, hits)[::-1])
+    nominal = width(None)
+    assert width(np.array([True] * 18 + [False] * 2)) < nominal < width(np.array([True] * 13 + [False] * 7))
+    assert width(np.array([True] * 16 + [False] * 4)) == pytest.approx(nominal)

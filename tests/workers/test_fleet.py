@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import redis
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from artq.pipeline.cycle import run_in_process
 from artq.storage import repository as repo
 from artq.storage.models import Forecast, PipelineRun
 from artq.timeutil import HOUR
+from tests.pipeline.stored import stored_cycle
 from tests.workers.conftest import FAULTS
 
 pytestmark = pytest.mark.integration
@@ -81,8 +83,8 @@ def test_a_batch_and_a_batch_of_one_store_identical_forecasts_with_the_recent_er
             assert {o["status"] for o in out.values()} == {"succeeded"}, out
         bundle, version = rt.champion("ABP")
         assert version == day_before["version"]
-        with rt.db.session() as s:
-            frame = repo.load_frame(s, "ABP", t0 - 400 * HOUR, t0)
+        # what the cycle at t0 reads back: the forecasts (and intervals) of the day since the training end
+        _, earlier, frame = stored_cycle(rt, "ABP", t0, hours_before=24)
     finally:
         rt.close()
 
@@ -99,12 +101,13 @@ def test_a_batch_and_a_batch_of_one_store_identical_forecasts_with_the_recent_er
     alone = stored(cycle_env, "ABP", t0)
     assert alone == in_batch and [h for h, *_ in alone] == [1, 2, 3, 4, 5, 6]
 
-    # the backtest's arithmetic (residuals of re-predicted hours) gives the same: the window was used
-    expected = bundle.predict_all(frame, t0)
-    for (h, value, lower, upper, v), one in zip(alone, expected, strict=True):
+    # the backtest's arithmetic on the same stored forecasts gives the same: the window was used
+    expected = bundle.predict_frame(frame, [pd.Timestamp(t0)], past=earlier)
+    for h, value, lower, upper, v in alone:
+        one = expected[h].iloc[0]
         assert v == version
-        assert value == pytest.approx(one.value, rel=1e-9)
-        assert (lower, upper) == (pytest.approx(one.lower, rel=1e-9), pytest.approx(one.upper, rel=1e-9)), h
+        assert value == pytest.approx(one["value"], rel=1e-9)
+        assert (lower, upper) == (pytest.approx(one["lower"], rel=1e-9), pytest.approx(one["upper"], rel=1e-9)), h
     from artq.forecasting.batch import predict_many
     from artq.pipeline.feature_rows import build_rows, decode
 
