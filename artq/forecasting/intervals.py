@@ -7,7 +7,9 @@ quantiles at ``(1 - c)/2`` and ``(1 + c)/2`` with the finite-sample correction, 
 need not be symmetric.
 
 The calibration residuals come from every time-ordered fold of model selection; the last fold's
-latest ones stand in for recent forecasts until a day of them exists. At prediction
+latest ones stand in for recent forecasts until a day of them exists. The quantile level of one
+forecast's bounds can be moved from the nominal one (``coverage``): the bundle sets it from how
+the intervals issued lately covered (:meth:`artq.forecasting.model.ModelBundle.adapted_coverage`). At prediction
 time the set slides forward (as in EnbPI, Xu & Xie 2021): the model's own residuals on hours that
 ended after its training window and at or before the origin join it with a weight that grows
 with their number, up to ``RECENT_SHARE`` of the total once ``RECENT_FULL`` of them exist, so
