@@ -12,6 +12,7 @@ pandas ``DMatrix``. Drivers (``pred_contribs``) are computed for the forecasts t
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -584,8 +585,19 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
 
 def _each_horizon(fn: Callable[[int], object], horizons: int) -> list:
     """``[fn(1), .., fn(horizons)]``, two horizons at a time when a core is idle. Each fit is
-    single-threaded and seeded, so the result is the same either way; XGBoost releases the GIL."""
-    workers = max(1, min(2, _threads(1500 * 2)))
+    single-threaded and seeded, so the result is the same either way; XGBoost releases the GIL.
+
+    "Idle" counts this process out: the load average includes it once it has run for a while, so
+    "cores minus load" saw the second core of a 2-core machine as busy while only this training
+    ran (bench/speed trained one horizon at a time with the other core idle). Two single-threaded
+    fits beside one other busy process slow down by sharing cores, without the spinning that
+    multi-threaded fits suffer (`tuning._threads`), so one spare half core is enough."""
+    if tuning.NTHREAD is not None:
+        workers = max(1, min(2, tuning.NTHREAD))
+    else:
+        cores = os.cpu_count() or 1
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        workers = 2 if cores >= 2 and load <= cores - 0.5 else 1
     if workers == 1:
         return [fn(h) for h in range(1, horizons + 1)]
     before, tuning.NTHREAD = tuning.NTHREAD, 1  # two horizons on two cores: one thread per fit
