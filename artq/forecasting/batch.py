@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from artq.forecasting.intervals import covered
 from artq.forecasting.model import ModelBundle
 
 MAX_DRIVERS = 8
@@ -46,9 +47,9 @@ def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int,
         value = float(bundle.values(row, horizon)[0])
         past = _rows(None if recent is None else recent[i])
         value = bundle.guarded(value, row[0], horizon, past[:, 0], past[:, 1], past[:, 2:5])
-        seen = np.isfinite(past[:, 0]) & np.isfinite(past[:, 5]) & np.isfinite(past[:, 6])
-        hits = ((past[:, 0] >= past[:, 5]) & (past[:, 0] <= past[:, 6]))[seen]
-        lower, upper = bundle.bounds(value, horizon, recent_residuals(bundle, past), row[0], hits)
+        residuals = bundle.residuals(past[:, 0], past[:, 1])
+        lower, upper = bundle.bounds(value, horizon, residuals[np.isfinite(residuals)], row[0],
+                                     covered(past[:, 0], past[:, 5], past[:, 6]))
         drivers = bundle.drivers(row[0], horizon, value, top=MAX_DRIVERS)
         out.append({"application": X.index[i], "value": value, "lower": lower, "upper": upper,
                     "coverage": float(bundle.coverage), "drivers": [[g, float(c)] for g, c in drivers]})
@@ -68,9 +69,3 @@ def _rows(recent: np.ndarray | None) -> np.ndarray:
     r = r.reshape(len(r), -1)
     return np.hstack([r, np.full((len(r), RECENT_COLUMNS - r.shape[1]), np.nan)]) if r.shape[1] < RECENT_COLUMNS else r
 
-
-def recent_residuals(bundle: ModelBundle, recent: np.ndarray | None) -> np.ndarray:
-    """Residuals ``s(actual) - s(forecast)`` in the models' scale, finite ones only, oldest first."""
-    rows = _rows(recent)
-    r = bundle.residuals(rows[:, 0], rows[:, 1])
-    return r[np.isfinite(r)]

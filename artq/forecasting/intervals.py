@@ -137,9 +137,13 @@ def _weighted_quantiles(r: np.ndarray, w: np.ndarray, coverage: float) -> tuple[
     return float(lo), float(hi)
 
 
-def empirical_coverage(y: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+def covered(y: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Per interval whose value and bounds are all known, whether it covered its value."""
     y, lower, upper = (np.asarray(a, dtype=float) for a in (y, lower, upper))
     ok = np.isfinite(y) & np.isfinite(lower) & np.isfinite(upper)
-    if not ok.any():
-        return float("nan")
-    return float(((y[ok] >= lower[ok]) & (y[ok] <= upper[ok])).mean())
+    return (y[ok] >= lower[ok]) & (y[ok] <= upper[ok])
+
+
+def empirical_coverage(y: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    hits = covered(y, lower, upper)
+    return float(hits.mean()) if len(hits) else float("nan")

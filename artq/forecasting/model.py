@@ -35,12 +35,11 @@ from artq.forecasting.features import (
     model_unit,
     slog,
 )
-from artq.forecasting.intervals import ConformalInterval, empirical_coverage
+from artq.forecasting.intervals import ConformalInterval, covered, empirical_coverage
 from artq.forecasting.screening import screen_inputs
 from artq.forecasting.transforms import BaseColumns, TargetTransform
 from artq.forecasting.tuning import (
     Member,
-    _threads,
     clipped,
     fit_final,
     fit_matrix,
@@ -357,16 +356,12 @@ class ModelBundle:
             target_pos = all_pos + h
             actual = np.where(target_pos < len(y), y[np.minimum(target_pos, len(y) - 1)], np.nan)
             when = stamps[all_pos] + h * step  # target hours of every forecast
-            given = np.full(len(all_pos), np.nan)
-            g_lo, g_hi = given.copy(), given.copy()
-            if past is not None:  # from origins before this model existed: what earlier models forecast
-                got = past.get(h)
-                if isinstance(got, pd.DataFrame):
-                    got = got[~got.index.duplicated(keep="last")].reindex(index[all_pos])
-                    given, g_lo, g_hi = (got[c].to_numpy(dtype=float) for c in ("value", "lower", "upper"))
-                else:
-                    earlier = pd.Series(got if got is not None else pd.Series(dtype=float), dtype=float)
-                    given = earlier[~earlier.index.duplicated(keep="last")].reindex(index[all_pos]).to_numpy()
+            given, g_lo, g_hi = (np.full(len(all_pos), np.nan) for _ in range(3))
+            got = None if past is None else past.get(h)
+            if got is not None:  # from origins before this model existed: what earlier models forecast
+                got = (got if isinstance(got, pd.DataFrame) else pd.DataFrame({"value": got}))
+                got = got[~got.index.duplicated(keep="last")].reindex(index=index[all_pos], columns=["value", "lower", "upper"])
+                given, g_lo, g_hi = (got[c].to_numpy(dtype=float) for c in ("value", "lower", "upper"))
             own = ~np.isfinite(given) & (stamps[all_pos] >= end_i)
             rows = np.flatnonzero(own | asked)
             a = np.searchsorted(when, stamps[all_pos[rows]] - RECENT_HOURS * step, side="right")
@@ -392,10 +387,7 @@ class ModelBundle:
                 i = np.searchsorted(rows, k)
                 w0, w1 = a[i], b[i]
                 recent = residual[w0:w1]
-                hits = None
-                if past is not None:
-                    seen = np.isfinite(actual[w0:w1]) & np.isfinite(lo_all[w0:w1]) & np.isfinite(hi_all[w0:w1])
-                    hits = ((actual[w0:w1] >= lo_all[w0:w1]) & (actual[w0:w1] <= hi_all[w0:w1]))[seen]
+                hits = None if past is None else covered(actual[w0:w1], lo_all[w0:w1], hi_all[w0:w1])
                 lo_all[k], hi_all[k] = self.bounds(value[k], h, recent[np.isfinite(recent)], X[h][k], hits)
             lower, upper = lo_all[where], hi_all[where]
             drivers = [self.drivers(X[h][w], h, float(value[w])) for w in where] if with_drivers else []
