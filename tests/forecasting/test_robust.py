@@ -6,7 +6,7 @@ import pytest
 import xgboost as xgb
 
 from artq.config import ForecastSettings
-from artq.forecasting import train_bundle
+from artq.forecasting import model, train_bundle
 from artq.forecasting.backtest import backtest_frame
 from artq.forecasting.features import FeatureBuilder
 from artq.forecasting.screening import screen_inputs
@@ -112,7 +112,10 @@ def bursty_writes(hours=24 * 21, seed=3):
     return pd.DataFrame({"writes": y}, index=idx)
 
 
-def test_a_forecast_stays_within_the_training_range_stretched_to_the_current_level():
+def test_a_forecast_stays_within_the_training_range_stretched_to_the_current_level(monkeypatch):
+    # the guardrail acts on the forecasts made, which the cap below changes: held off, so the two
+    # prediction runs differ by the cap alone
+    monkeypatch.setattr(model, "GUARD_MIN_HOURS", 10**6)
     frame = bursty_writes()
     bundle = train_bundle(frame.iloc[:-96], "writes", S, exog="none")
     lo, hi = bundle.metrics_["range"]

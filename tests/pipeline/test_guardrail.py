@@ -32,6 +32,8 @@ def test_a_naive_forecast_takes_over_only_when_it_clearly_and_mostly_won():
     assert naive_switch(actual, big_misses, naives) is None
     few = slice(0, GUARD_MIN_HOURS - 1)
     assert naive_switch(actual[few], actual[few] + 20, naives[few]) is None  # too few hours to judge
+    first = slice(0, GUARD_MIN_HOURS)  # a cold start: the first hours after a deployment are enough
+    assert naive_switch(actual[first], actual[first] + 20, naives[first]) == 0
     assert naive_switch(actual, actual + 20, np.column_stack([naives[:, :1] * np.nan, naives[:, 1:]])) is None
 
 
