@@ -307,34 +307,45 @@ def _beats(c: Candidate, inc: Candidate, margin: float) -> bool:
     return c.score < inc.score * (1 - margin) and wins > len(c.fold_mae) / 2
 
 
-# Where fewer than two weeks of rows compare the naive forecasts and the two best lie within 15 %
-# of each other, the forecast to beat is their average: so short a block cannot tell them apart,
-# and an average of two shape estimates is safer than the lucky one of them (bench/forecast:
-# geometric mean of artq over the best model 0.963 -> 0.957, the worst dataset over the best
-# naive 1.45 -> 1.29; the long series, with enough rows, keep their single pick).
-NAIVE_TIE = 1.15
+# Where fewer than two weeks of rows judge the naive forecasts and the two best lie within 25 % of
+# each other, the forecast to beat is their average: so short a block cannot tell them apart, and
+# an average of two shape estimates is safer than the lucky one of them (bench/forecast: on the
+# rows where all exist, 15 % took the geometric mean of artq over the best model 0.963 -> 0.957;
+# judged on their own rows, 25 % gave 0.924 and 15 % 0.928, 1.08 kept fewer series at or below
+# their best naive; the long series, with enough rows, keep their single pick).
+NAIVE_TIE = 1.25
 SHORT_EVIDENCE = 24 * 14
 
 
 def _best_naive(X: np.ndarray, y: np.ndarray, cols: BaseColumns, naives: list[Candidate],
                 average: Callable[[Candidate, Candidate], Candidate]) -> Candidate:
-    """The naive forecast to beat. Naive forecasts need no fit rows, so they are compared on every
-    recent row where all of them exist (on short histories the folds hold few rows with a value of
-    the same hour last week); on the folds only when fewer than two days of such rows exist.
-    On short evidence, two close ones are averaged (``NAIVE_TIE``)."""
+    """The naive forecast to beat. Naive forecasts need no fit rows, so each is judged on every
+    recent row where it exists (the first of ``naives``, the last value, exists on all of them),
+    by its error relative to the last value's on the same rows; on the folds when none has two
+    days of such rows. On short evidence, two close ones are averaged (``NAIVE_TIE``).
+
+    Not only on the rows where all exist: on a short history, those are the last few days, where
+    the same hour last week is known, and they left out the first weekend and the Monday after it,
+    where the same hour yesterday failed (bench/forecast: ``ms_mongodb_machine`` 1.17 -> 0.88 of
+    its best naive, the geometric mean of artq over the best model 0.936 -> 0.924)."""
     recent = slice(max(0, len(X) - SELECTION_ROWS), len(X))
     Xr, yr = X[recent], y[recent]
-    preds = [c.members[0].transform.base_values(Xr, cols) for c in naives]
-    ok = (np.isfinite(yr) & np.all(np.isfinite(preds), axis=0) & ordinary_hours(yr)
-          & ordinary_hours(TargetTransform.inv(Xr[:, cols.level])))
-    if ok.sum() < 48:
+    preds = [TargetTransform.inv(c.members[0].transform.base_values(Xr, cols)) for c in naives]
+    rows = np.isfinite(yr) & ordinary_hours(yr) & ordinary_hours(TargetTransform.inv(Xr[:, cols.level]))
+    ratios, counts = np.full(len(naives), np.inf), np.zeros(len(naives), dtype=int)
+    for k, p in enumerate(preds):
+        own = rows & np.isfinite(p) & np.isfinite(preds[0])
+        counts[k] = own.sum()
+        reference = float(np.mean(np.abs(preds[0][own] - yr[own]))) if counts[k] else 0.0
+        if counts[k] >= 48 and reference > 0:
+            ratios[k] = float(np.mean(np.abs(p[own] - yr[own]))) / reference
+    if not np.isfinite(ratios).any():
         return min(naives, key=lambda c: c.score)
-    z = TargetTransform.fwd(yr[ok])
-    maes = [float(np.mean(np.abs(TargetTransform.inv(p[ok]) - TargetTransform.inv(z)))) for p in preds]
-    first, second = np.argsort(maes)[:2]
-    if ok.sum() < SHORT_EVIDENCE and maes[second] <= maes[first] * NAIVE_TIE:
+    first, second = np.argsort(ratios)[:2]
+    if (min(counts[first], counts[second]) < SHORT_EVIDENCE and np.isfinite(ratios[second])
+            and ratios[second] <= ratios[first] * NAIVE_TIE):
         return average(naives[first], naives[second])
-    return naives[int(np.argmin(maes))]
+    return naives[int(first)]
 
 
 def select(X: np.ndarray, y: np.ndarray, horizon: int, cols: BaseColumns, level: int, exog_cols: np.ndarray,

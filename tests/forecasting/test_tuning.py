@@ -92,6 +92,41 @@ def test_two_equally_good_naive_forecasts_are_averaged_only_on_short_evidence(sy
         assert got is same[0]
 
 
+def _working_week(days: int, seed: int = 0) -> pd.DataFrame:
+    """Load with a daily shape that halves on Saturdays and Sundays, starting on a Wednesday."""
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2026-06-10", periods=24 * days, freq="h", tz="UTC")
+    weekend = np.where(idx.day_of_week >= 5, 0.5, 1.0)
+    shape = 1 + 0.6 * np.sin(2 * np.pi * (idx.hour.to_numpy() - 8) / 24)
+    return pd.DataFrame({"load": 800 * weekend * shape * rng.lognormal(0, 0.05, len(idx))}, index=idx)
+
+
+@pytest.mark.parametrize("h", [3, 6])
+def test_each_naive_forecast_is_judged_on_every_hour_it_exists(h):
+    # 10 days to a Friday evening: the same hour last week exists only for the last three weekdays,
+    # where it is no better than the same hour yesterday; yesterday's hour failed on the weekend
+    # and the Monday after, and those hours count against it
+    frame = _working_week(10)
+    frame = frame.loc[: "2026-06-19 18:00"]
+    builder = FeatureBuilder("load", [])
+    X = builder.transform(frame, [h])[h].to_numpy()
+    y = frame["load"].shift(-h).to_numpy()
+    ok = np.isfinite(y)
+    X, y = X[ok], y[ok]
+    names = builder.feature_names
+    cols = BaseColumns.of(names, "load")
+    data = tuning.FoldData(X, y, h, cols, names.index("load_level"), np.array([], dtype=int))
+    naives = [data.naive(b) for b in ("last", "daily", "weekly")]
+    got = tuning._best_naive(X, y, cols, naives, lambda a, b: data.blend(a, b, rank=0))
+    assert got.label == "naive weekly"
+
+    # on the rows where all three exist (the last three weekdays), yesterday's hour does as well:
+    # judged there only, it would have been taken or averaged in
+    recent = np.isfinite(naives[2].members[0].transform.base_values(X, cols))
+    err = lambda c: np.mean(np.abs(TargetTransform.inv(c.members[0].transform.base_values(X[recent], cols)) - y[recent]))
+    assert err(naives[1]) <= err(naives[2]) * tuning.NAIVE_TIE
+
+
 def test_a_blend_weighs_each_side_half_and_the_bundle_forecasts_with_those_weights(synth, bundle, tmp_path):
     X, y, cols, level, exog = _problem(synth, 3)
     data = tuning.FoldData(X, y, 3, cols, level, exog)
