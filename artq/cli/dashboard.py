@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from artq.stopping import stop_on_interrupt_or_term
+
 
 def dashboard(
     host: Annotated[str, typer.Option("--host", help="Address to bind; keep loopback unless analysts reach it over the network.")] = "127.0.0.1",
@@ -34,6 +36,7 @@ def dashboard(
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = make_server(settings, host, port)
     typer.echo(f"artq dashboard on {server.url} ({len(settings.applications)} application(s)); {access_note(settings, host)}; Ctrl-C stops")
+    stop_on_interrupt_or_term()
     try:
         server.serve_forever()
     except KeyboardInterrupt:

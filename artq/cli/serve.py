@@ -20,6 +20,7 @@ from rich.text import Text
 
 from artq.config import Settings
 from artq.errors import ArtqError, ConfigError
+from artq.stopping import stop_on_interrupt_or_term
 from artq.storage.models import DONE
 from artq.timeutil import HOUR, as_utc, floor_hour, last_complete_hour, utcnow
 RETRY_AFTER = timedelta(minutes=10)  # a failed hour is tried again this much later ...
@@ -153,6 +154,7 @@ def serve(
     typer.echo(f"artq serve: dashboard on {server.url}; hourly cycle of {len(listing.applications())} application(s) "
                f"{settings.dashboard.cycle_minute} min past each hour, in-process; {access_note(settings, host)}; Ctrl-C stops")
     scheduler.start()
+    stop_on_interrupt_or_term()
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -83,8 +83,11 @@ def test_serve_runs_the_cycle_in_process_serves_the_page_and_stops_on_ctrl_c(tmp
     cfg = write_config(tmp_path / "artq.yml", settings)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARTQ_")} | {"ARTQ_HOME": str(tmp_path)}
+    # started as a script's background job would be (`artq serve &`, nohup): SIGINT inherited as
+    # ignored; Ctrl-C (a SIGINT) still stops it
     proc = subprocess.Popen([sys.executable, "-m", "artq", "serve", "--port", str(port), "--config", cfg], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     lines = []
     try:
         deadline = time.monotonic() + 240

@@ -434,7 +434,12 @@ def test_config_from_settings_takes_apps_seed_and_credentials() -> None:
         assert [t["name"] for t in r.json()] == ["web", "db"]
 
 
-def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
+@pytest.mark.parametrize(("sent", "ignored_at_start"), [
+    ("SIGINT", False),
+    ("SIGINT", True),  # started as a background job (`cmd &` in a script, nohup): SIGINT inherited as ignored
+    ("SIGTERM", False),  # kill, docker stop
+])
+def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path, sent, ignored_at_start) -> None:
     import signal
     import socket
     import subprocess
@@ -446,7 +451,8 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path) -> N
         port = sock.getsockname()[1]
     code = ("from artq.sources.simulator import SimulatorConfig, serve; "
             f"serve(SimulatorConfig(username='api', password='pw'), '127.0.0.1', {port})")
-    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+    start = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored_at_start else None
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, preexec_fn=start)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -457,7 +463,7 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path) -> N
                 assert time.monotonic() < deadline and proc.poll() is None, "simulator did not start"
                 time.sleep(0.1)
         assert r.status_code == 200
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, sent))
         assert proc.wait(timeout=10) == 0
         assert b"Traceback" not in proc.stderr.read()
     finally:

@@ -22,6 +22,7 @@ from artq.sources.simulator.api import REST_PREFIX, TOKEN_PATH, Controller, Resp
 from artq.sources.simulator.config import SimulatorConfig
 from artq.sources.simulator.faults import Faults
 from artq.sources.simulator.world import World
+from artq.stopping import stop_on_interrupt_or_term
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ def serve(cfg: SimulatorConfig, host: str = "127.0.0.1", port: int = 8090) -> No
     sim = SimulatorServer(cfg, host, port)
     log.info("AppDynamics controller simulator on %s (apps: %s)", sim.url,
              ", ".join(a.name for a in cfg.applications))
+    stop_on_interrupt_or_term()
     try:
         sim.httpd.serve_forever()
     except KeyboardInterrupt:
