@@ -92,6 +92,27 @@ def test_two_equally_good_naive_forecasts_are_averaged_only_on_short_evidence(sy
         assert got is same[0]
 
 
+def _candidate(errors: np.ndarray, folds: int = 3) -> tuning.Candidate:
+    per_fold = np.split(errors, folds)
+    return tuning.Candidate("c", [], 1, [np.zeros(len(e)) for e in per_fold],
+                            np.array([np.nanmean(e) for e in per_fold]), errors)
+
+
+def test_two_candidates_are_compared_on_the_rows_where_both_forecast():
+    # three folds of 48 rows; the naive forecast (last week's hour) exists on the last 24 of each only
+    naive = _candidate(np.tile(np.r_[np.full(24, np.nan), np.full(24, 1.0)], 3))
+    model = _candidate(np.tile(np.r_[np.full(24, 5.0), np.full(24, 0.8)], 3))  # 20 % better where both forecast
+    assert tuning._beats(model, naive, tuning.MARGIN)
+    assert not tuning._beats(naive, model, tuning.MARGIN)
+    # each over its own rows, the model's error (2.9 a fold) would have lost to the naive's (1.0)
+    assert (model.fold_mae > naive.fold_mae).all()
+    # it must also win most folds, by the margin on average
+    lucky = _candidate(np.r_[np.full(48, 0.5), np.full(48, 1.05), np.full(48, 1.05)])
+    assert not tuning._beats(lucky, _candidate(np.ones(144)), tuning.MARGIN)  # 13 % better on average, one fold won
+    close = _candidate(np.full(144, 0.99))
+    assert not tuning._beats(close, _candidate(np.ones(144)), tuning.MARGIN)  # 1 % better: within the margin
+
+
 def _working_week(days: int, seed: int = 0) -> pd.DataFrame:
     """Load with a daily shape that halves on Saturdays and Sundays, starting on a Wednesday."""
     rng = np.random.default_rng(seed)
