@@ -80,17 +80,54 @@ ACI_LIMITS = (0.5, 0.95)
 def naive_switch(actual: np.ndarray, forecast: np.ndarray, naives: np.ndarray) -> int | None:
     """The naive forecast (column of ``naives``, the naive forecasts of the same hours as
     ``forecast``) that clearly beat ``forecast`` on ``actual`` lately, or None. Several: the best."""
-    ok = np.isfinite(actual) & np.isfinite(forecast)
-    best, best_mae = None, np.inf
-    for j in range(naives.shape[1]):
-        m = ok & np.isfinite(naives[:, j])
-        if m.sum() < GUARD_MIN_HOURS:
-            continue
-        e_naive, e_own = np.abs(actual[m] - naives[m, j]), np.abs(actual[m] - forecast[m])
-        mae = float(e_naive.mean())
-        if mae * (1 + GUARD_MARGIN) < e_own.mean() and np.mean(e_naive < e_own) >= GUARD_WINS and mae < best_mae:
-            best, best_mae = j, mae
-    return best
+    m = (np.isfinite(actual) & np.isfinite(forecast))[:, None] & np.isfinite(naives)
+    with np.errstate(invalid="ignore"):
+        e_naive = np.where(m, np.abs(actual[:, None] - naives), 0.0)
+        e_own = np.where(m, np.abs(actual - forecast)[:, None], 0.0)
+    return _clear_winner(m.sum(axis=0), e_naive.sum(axis=0), e_own.sum(axis=0), (m & (e_naive < e_own)).sum(axis=0))
+
+
+def _clear_winner(count: np.ndarray, naive_sum: np.ndarray, own_sum: np.ndarray, wins: np.ndarray) -> int | None:
+    """:func:`naive_switch` from the sums over the window, per naive column: hours where both
+    forecasts exist, the naive's and the own absolute errors, hours the naive one was closer."""
+    n = np.maximum(count, 1)
+    mae = naive_sum / n
+    clear = (count >= GUARD_MIN_HOURS) & (mae * (1 + GUARD_MARGIN) < own_sum / n) & (wins / n >= GUARD_WINS)
+    return int(np.argmin(np.where(clear, mae, np.inf))) if clear.any() else None
+
+
+class _GuardReplay:
+    """The guardrail replayed over a time-ordered run of forecasts (a backtest block, or the
+    window before a predict_all origin), on running sums: each window's test costs a few array
+    lookups instead of a pass over 48 hours, and a forecast the guard changes updates the sums
+    after it. The same test as :func:`naive_switch` (sums, not per-window passes, so the means
+    may differ in the last bit)."""
+
+    def __init__(self, actual: np.ndarray, forecast: np.ndarray, naives: np.ndarray) -> None:
+        self.actual, self.naives = actual, naives
+        self.m = (np.isfinite(actual) & np.isfinite(forecast))[:, None] & np.isfinite(naives)
+        with np.errstate(invalid="ignore"):
+            self.e_naive = np.where(self.m, np.abs(actual[:, None] - naives), 0.0)
+        cum = lambda v: np.vstack([np.zeros((1, v.shape[1])), np.cumsum(v, axis=0)])
+        self.count, self.naive_sum = cum(self.m.astype(float)), cum(self.e_naive)
+        own = self._own(forecast)
+        self.own, self.wins = cum(own), cum((self.m & (self.e_naive < own)).astype(float))
+
+    def _own(self, forecast: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return np.where(self.m, np.abs(self.actual - forecast)[:, None], 0.0)
+
+    def winner(self, lo: int, hi: int) -> int | None:
+        d = lambda c: c[hi] - c[lo]
+        return _clear_winner(d(self.count), d(self.naive_sum), d(self.own), d(self.wins))
+
+    def changed(self, k: int, old: float, new: float) -> None:
+        """Forecast ``k`` became ``new`` (was ``old``): the sums after it move."""
+        a = self.actual[k]
+        e_old = np.where(self.m[k], abs(a - old), 0.0)
+        e_new = np.where(self.m[k], abs(a - new), 0.0)
+        self.own[k + 1 :] += e_new - e_old
+        self.wins[k + 1 :] += (self.m[k] & (self.e_naive[k] < e_new)).astype(float) - (self.m[k] & (self.e_naive[k] < e_old))
 
 
 def _may_switch(actual: np.ndarray, forecast: np.ndarray, naives: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -218,7 +255,10 @@ class ModelBundle:
         clearly beat the forecasts made lately (``forecast`` against ``actual``; ``naives``: the
         naive forecasts of those hours; :func:`naive_switch`): the guardrail between retrains.
         The average stays within the accepted range (:meth:`within_range`), as every forecast."""
-        j = naive_switch(actual, forecast, naives)
+        return self._with_naive(value, row, horizon, naive_switch(actual, forecast, naives))
+
+    def _with_naive(self, value: float, row: np.ndarray, horizon: int, j: int | None) -> float:
+        """``value`` averaged with naive forecast ``j`` of feature ``row`` (unchanged for None)."""
         if j is None:
             return value
         now = float(self.naive_forecasts(row.reshape(1, -1), horizon)[0, j])
@@ -371,15 +411,25 @@ class ModelBundle:
             a = np.searchsorted(when, stamps[all_pos[rows]] - RECENT_HOURS * step, side="right")
             b = np.searchsorted(when, stamps[all_pos[rows]], side="right")
             forecast = np.where(own, value, given)
-            maybe = np.flatnonzero(_may_switch(actual, forecast, naive, a, b))
+            may = _may_switch(actual, forecast, naive, a, b)
             # In time order, as the live cycle forecasts: each forecast's guard reads the ones made
             # before it (its window's target hours are at or before its origin), guarded themselves.
-            # Up to the first row where the guard may act, nothing changes (the usual case).
-            for i in range(maybe[0] if len(maybe) else len(rows), len(rows)):
-                k, lo, hi = rows[i], a[i], b[i]
-                value[k] = self.guarded(value[k], X[h][k], h, actual[lo:hi], forecast[lo:hi], naive[lo:hi])
-                if own[k]:
-                    forecast[k] = value[k]
+            # A window that holds only forecasts the pre-check saw needs the guard only where the
+            # pre-check passes; one that holds a forecast the guard changed needs it anyway (rows
+            # up to `stale`: windows slide forward, so those are the next rows whose window starts
+            # at or before the changed one).
+            stale = -1
+            replay = _GuardReplay(actual, forecast, naive) if may.any() else None
+            for i in np.arange(len(rows)) if replay else ():
+                if not (i <= stale or may[i]):
+                    continue
+                k = rows[i]
+                guarded = self._with_naive(value[k], X[h][k], h, replay.winner(a[i], b[i]))
+                if own[k] and guarded != value[k] and np.isfinite(guarded):
+                    replay.changed(k, forecast[k], guarded)
+                    forecast[k] = guarded
+                    stale = max(stale, int(np.searchsorted(a, k, side="right")) - 1)
+                value[k] = guarded
             residual = self.residuals(actual, forecast)
             # With `past` (the forecasts issued before, and their intervals), each interval adapts to
             # how the intervals issued lately covered, as the live cycle's do from the stored ones:
