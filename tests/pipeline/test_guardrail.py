@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import update
 
-from artq.forecasting.model import GUARD_MIN_HOURS, naive_switch
+from artq.forecasting.model import GUARD_MIN_HOURS, _GuardReplay, naive_switch
 from artq.horizons import HORIZONS
 from artq.pipeline import Runtime, champions, train_step
 from artq.pipeline.cycle import run_in_process
@@ -35,6 +35,28 @@ def test_a_naive_forecast_takes_over_only_when_it_clearly_and_mostly_won():
     first = slice(0, GUARD_MIN_HOURS)  # a cold start: the first hours after a deployment are enough
     assert naive_switch(actual[first], actual[first] + 20, naives[first]) == 0
     assert naive_switch(actual, actual + 20, np.column_stack([naives[:, :1] * np.nan, naives[:, 1:]])) is None
+
+
+def test_the_replay_on_running_sums_decides_as_the_guard_does_window_by_window():
+    rng = np.random.default_rng(3)
+    n = 200
+    actual = 100 + np.cumsum(rng.normal(0, 3, n))
+    forecast = actual + rng.normal(0, 4, n) + np.where(np.arange(n) % 50 < 20, 12.0, 0.0)  # bad stretches
+    naives = np.column_stack([actual + rng.normal(0, 3, n), actual + rng.normal(0, 6, n), actual + rng.normal(0, 9, n)])
+    naives[rng.random(n) < 0.1, 2] = np.nan  # last week's hour missing at times
+    actual[rng.random(n) < 0.05] = np.nan
+    replay = _GuardReplay(actual, forecast, naives)
+    decisions = []
+    for hi in range(1, n + 1):
+        lo = max(0, hi - 48)
+        expected = naive_switch(actual[lo:hi], forecast[lo:hi], naives[lo:hi])
+        assert replay.winner(lo, hi) == expected, hi
+        decisions.append(expected)
+        if hi < n and hi % 7 == 0:  # the guard changed a forecast: the sums after it follow
+            new = forecast[hi] - 10.0
+            replay.changed(hi, forecast[hi], new)
+            forecast[hi] = new
+    assert {None, 0} <= set(decisions)  # both outcomes occur
 
 
 def test_the_naive_forecasts_of_past_hours_come_from_the_stored_observations(any_db_url, tmp_path):
