@@ -16,9 +16,9 @@ Candidates, simplest first:
 3. the best of those with the screened inputs (:mod:`artq.forecasting.screening`);
 4. the best model averaged with the best naive forecast.
 
-A richer candidate replaces the current choice only when it wins across the folds: its mean MAE
-ratio (to the last value's MAE, fold by fold) is at least ``MARGIN`` lower *and* it has the
-lower MAE on a majority of folds. So where a model cannot beat persistence, persistence is what
+A richer candidate replaces the current choice only when it wins across the folds: on the rows
+where both forecast, its MAE over the current choice's is at least ``MARGIN`` lower on average
+over the folds *and* lower on a majority of them. So where a model cannot beat persistence, persistence is what
 ships (the guardrail), and a short lucky block cannot promote a model.
 
 The number of boosting rounds is read off the fold curves (mean MAE over folds per round; each
