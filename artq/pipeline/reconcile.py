@@ -51,12 +51,12 @@ def complete_run(rt: Runtime, application: str, origin: datetime, reason: str) -
     iso = as_utc(origin).isoformat()
     results = [{"origin": iso, "horizon": h, "ok": [application], "versions": {application: stored[h].model_version}}
                if h in stored else {"origin": iso, "horizon": h, "ok": [], "error": reason} for h in HORIZONS]
-    out = refresh_step(rt, results, [application], as_utc(origin))
-    with rt.db.session() as s:
-        from artq.pipeline.runs import update_runs
+    from artq.pipeline.runs import update_runs
 
+    # the note first: the refresh closes the run, which must never be seen closed without it
+    with rt.db.session() as s:
         update_runs(s, as_utc(origin), {application: {"details": {"reconciled": {"at": utcnow().isoformat(), "reason": reason}}}})
-    return out
+    return refresh_step(rt, results, [application], as_utc(origin))
 
 
 @retry_safe
