@@ -104,7 +104,7 @@ class _GuardReplay:
     may differ in the last bit)."""
 
     def __init__(self, actual: np.ndarray, forecast: np.ndarray, naives: np.ndarray) -> None:
-        self.actual, self.naives = actual, naives
+        self.actual = actual
         self.m = (np.isfinite(actual) & np.isfinite(forecast))[:, None] & np.isfinite(naives)
         with np.errstate(invalid="ignore"):
             self.e_naive = np.where(self.m, np.abs(actual[:, None] - naives), 0.0)
