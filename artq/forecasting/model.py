@@ -87,12 +87,18 @@ def naive_switch(actual: np.ndarray, forecast: np.ndarray, naives: np.ndarray) -
     return _clear_winner(m.sum(axis=0), e_naive.sum(axis=0), e_own.sum(axis=0), (m & (e_naive < e_own)).sum(axis=0))
 
 
-def _clear_winner(count: np.ndarray, naive_sum: np.ndarray, own_sum: np.ndarray, wins: np.ndarray) -> int | None:
-    """:func:`naive_switch` from the sums over the window, per naive column: hours where both
-    forecasts exist, the naive's and the own absolute errors, hours the naive one was closer."""
+def _clear(count: np.ndarray, naive_sum: np.ndarray, own_sum: np.ndarray, wins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The guard's test from the sums over a window, per naive column (the last axis): hours where
+    both forecasts exist, the naive's and the own absolute errors, hours the naive one was closer.
+    Returns whether each naive forecast clearly won, and its mean error."""
     n = np.maximum(count, 1)
     mae = naive_sum / n
-    clear = (count >= GUARD_MIN_HOURS) & (mae * (1 + GUARD_MARGIN) < own_sum / n) & (wins / n >= GUARD_WINS)
+    return (count >= GUARD_MIN_HOURS) & (mae * (1 + GUARD_MARGIN) < own_sum / n) & (wins / n >= GUARD_WINS), mae
+
+
+def _clear_winner(count: np.ndarray, naive_sum: np.ndarray, own_sum: np.ndarray, wins: np.ndarray) -> int | None:
+    """:func:`naive_switch` from the sums over the window (:func:`_clear`)."""
+    clear, mae = _clear(count, naive_sum, own_sum, wins)
     return int(np.argmin(np.where(clear, mae, np.inf))) if clear.any() else None
 
 
@@ -117,9 +123,17 @@ class _GuardReplay:
         with np.errstate(invalid="ignore"):
             return np.where(self.m, np.abs(self.actual - forecast)[:, None], 0.0)
 
+    def _sums(self, lo, hi) -> tuple[np.ndarray, ...]:
+        return tuple(c[hi] - c[lo] for c in (self.count, self.naive_sum, self.own, self.wins))
+
     def winner(self, lo: int, hi: int) -> int | None:
-        d = lambda c: c[hi] - c[lo]
-        return _clear_winner(d(self.count), d(self.naive_sum), d(self.own), d(self.wins))
+        """:func:`naive_switch` over forecasts ``lo..hi-1`` as they stand now."""
+        return _clear_winner(*self._sums(lo, hi))
+
+    def may_act(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Per window ``[lo[i], hi[i])``, all at once: would the guard act on the forecasts as they
+        stand now? (Rows it says no to need the guard only once a forecast in their window changed.)"""
+        return _clear(*self._sums(lo, hi))[0].any(axis=-1)
 
     def changed(self, k: int, old: float, new: float) -> None:
         """Forecast ``k`` became ``new`` (was ``old``): the sums after it move."""
@@ -128,25 +142,6 @@ class _GuardReplay:
         e_new = np.where(self.m[k], abs(a - new), 0.0)
         self.own[k + 1 :] += e_new - e_old
         self.wins[k + 1 :] += (self.m[k] & (self.e_naive[k] < e_new)).astype(float) - (self.m[k] & (self.e_naive[k] < e_old))
-
-
-def _may_switch(actual: np.ndarray, forecast: np.ndarray, naives: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per window ``[a[i], b[i])``, whether :func:`naive_switch` may find a naive forecast there:
-    the same test on running sums, a hair looser (a pre-check; rows where it says no need no
-    :func:`naive_switch`)."""
-    ok = np.isfinite(actual) & np.isfinite(forecast)
-    e_own = np.abs(actual - forecast)
-    out = np.zeros(len(a), dtype=bool)
-    sums = lambda v: np.concatenate([[0.0], np.cumsum(v)])
-    for j in range(naives.shape[1]):
-        m = ok & np.isfinite(naives[:, j])
-        e_naive = np.where(m, np.abs(actual - naives[:, j]), 0.0)
-        mine = np.where(m, e_own, 0.0)
-        n, sn, so, wins = sums(m), sums(e_naive), sums(mine), sums(m & (e_naive < mine))
-        count = n[b] - n[a]
-        out |= ((count >= GUARD_MIN_HOURS) & ((sn[b] - sn[a]) * (1 + GUARD_MARGIN) < (so[b] - so[a]) * (1 + 1e-9))
-                & (wins[b] - wins[a] >= GUARD_WINS * count - 1e-9))
-    return out
 
 
 @dataclass
@@ -411,16 +406,16 @@ class ModelBundle:
             a = np.searchsorted(when, stamps[all_pos[rows]] - RECENT_HOURS * step, side="right")
             b = np.searchsorted(when, stamps[all_pos[rows]], side="right")
             forecast = np.where(own, value, given)
-            may = _may_switch(actual, forecast, naive, a, b)
+            replay = _GuardReplay(actual, forecast, naive)
+            may = replay.may_act(a, b)
             # In time order, as the live cycle forecasts: each forecast's guard reads the ones made
             # before it (its window's target hours are at or before its origin), guarded themselves.
-            # A window that holds only forecasts the pre-check saw needs the guard only where the
-            # pre-check passes; one that holds a forecast the guard changed needs it anyway (rows
+            # A window that holds only the forecasts `may` was computed on needs the guard only
+            # where `may` says so; one that holds a forecast the guard changed needs it anyway (rows
             # up to `stale`: windows slide forward, so those are the next rows whose window starts
             # at or before the changed one).
             stale = -1
-            replay = _GuardReplay(actual, forecast, naive) if may.any() else None
-            for i in np.arange(len(rows)) if replay else ():
+            for i in np.arange(len(rows)) if may.any() else ():
                 if not (i <= stale or may[i]):
                     continue
                 k = rows[i]

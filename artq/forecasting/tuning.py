@@ -295,9 +295,7 @@ def ordinary_hours(y: np.ndarray) -> np.ndarray:
     return ~(dev > limit)
 
 
-def _mae(y: np.ndarray, p: np.ndarray, keep: np.ndarray | None = None) -> float:
-    if keep is not None:
-        y, p = y[keep], p[keep]
+def _mae(y: np.ndarray, p: np.ndarray) -> float:
     err = np.abs(y - p)
     return float(np.nanmean(err)) if np.isfinite(err).any() else float("nan")
 

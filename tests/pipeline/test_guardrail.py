@@ -113,8 +113,6 @@ def test_the_live_cycle_guards_its_forecast_as_the_backtest_does(trained_sqlite)
 
 
 def test_the_vectorised_pre_check_never_misses_a_window_where_the_guard_acts():
-    from artq.forecasting.model import _may_switch
-
     rng = np.random.default_rng(3)
     n = 400
     actual = 100 + np.cumsum(rng.normal(0, 3, n))
@@ -124,7 +122,7 @@ def test_the_vectorised_pre_check_never_misses_a_window_where_the_guard_acts():
     actual[rng.random(n) < 0.05] = np.nan
     a = np.maximum(0, np.arange(n) - 48)
     b = np.arange(n)
-    may = _may_switch(actual, forecast, naives, a, b)
+    may = _GuardReplay(actual, forecast, naives).may_act(a, b)
     exact = np.array([naive_switch(actual[i:j], forecast[i:j], naives[i:j]) is not None for i, j in zip(a, b, strict=True)])
     assert exact.any() and not exact.all()  # the premise: both kinds of window occur
     assert not (exact & ~may).any()
