@@ -20,7 +20,7 @@ MAX_DRIVERS = 8
 
 
 def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int,
-                 recent: list[np.ndarray | None] | None = None) -> list[dict[str, Any]]:
+                 recent: list[np.ndarray | None] | None = None, drivers: bool = True) -> list[dict[str, Any]]:
     """:meth:`ModelBundle.predict` for many applications, each with its own model, same arithmetic.
 
     ``X``: each application's row built by its bundle's :attr:`ModelBundle.builder` (the target
@@ -37,7 +37,9 @@ def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int,
     :meth:`ModelBundle.predict_frame` with ``past``.
 
     Each row goes to its own boosters through ``inplace_predict`` (no DMatrix); the drivers come
-    from one small NumPy DMatrix per application (``pred_contribs`` has no in-place form).
+    from one small NumPy DMatrix per application (``pred_contribs`` has no in-place form) and
+    cost about as much as the rest: ``drivers=False`` leaves them empty, for a caller that
+    computes them on demand (:meth:`ModelBundle.drivers` on the same row).
     ``tests/workers/test_fleet.py`` checks the results against the single cycle.
     """
     arr = X.to_numpy(dtype=float)
@@ -50,9 +52,9 @@ def predict_many(bundles: list[ModelBundle], X: pd.DataFrame, horizon: int,
         residuals = bundle.residuals(past[:, 0], past[:, 1])
         lower, upper = bundle.bounds(value, horizon, residuals[np.isfinite(residuals)], row[0],
                                      covered(past[:, 0], past[:, 5], past[:, 6]))
-        drivers = bundle.drivers(row[0], horizon, value, top=MAX_DRIVERS)
+        found = bundle.drivers(row[0], horizon, value, top=MAX_DRIVERS) if drivers else []
         out.append({"application": X.index[i], "value": value, "lower": lower, "upper": upper,
-                    "coverage": float(bundle.coverage), "drivers": [[g, float(c)] for g, c in drivers]})
+                    "coverage": float(bundle.coverage), "drivers": [[g, float(c)] for g, c in found]})
     return out
 
 

@@ -16,8 +16,10 @@ main server's ART is the target, the other 47 series are inputs), as in bench/fo
   — features for the origin and the recent origins of the conformal window, six horizons,
   intervals and drivers — at ``--origins`` different origins; the median. Then the same with the
   fleet's function ``predict_many`` for one application and its six prepared feature rows (what a
-  live cycle runs per application once the batch loader built the rows). The reference is XGBoost
-  itself: ``Booster.inplace_predict`` of the same six (primary) boosters on one prepared row.
+  live cycle runs per application once the batch loader built the rows), with its drivers and
+  without them (``drivers=False``: the drivers computed separately, on demand), and the time to
+  build one origin's six feature rows from the frame. The reference is XGBoost itself:
+  ``Booster.inplace_predict`` of the same six (primary) boosters on one prepared row.
 
 Results go to bench/speed/results.json and are printed; bench/speed/README.md has the latest.
 """
@@ -137,14 +139,24 @@ def main() -> None:
         bundle.predict_all(frame, o.to_pydatetime(), drivers=False)
         per_call_nd.append(time.perf_counter() - t)
         cpu_nd.append(time.process_time() - c)
-    rows = {o: bundle.builder.transform_at(frame, pd.DatetimeIndex([o]), range(1, 7)) for o in origins}
-    many = []
+    rows, building = {}, []
+    for o in origins:
+        t = time.perf_counter()
+        rows[o] = bundle.builder.transform_at(frame, pd.DatetimeIndex([o]), range(1, 7))
+        building.append(time.perf_counter() - t)
+    many, lean = [], []
     for o in origins:
         X = rows[o]
         t = time.perf_counter()
         for h in range(1, 7):
             predict_many([bundle], X[h], h)
         many.append(time.perf_counter() - t)
+    for o in origins:
+        X = rows[o]
+        t = time.perf_counter()
+        for h in range(1, 7):
+            predict_many([bundle], X[h], h, drivers=False)
+        lean.append(time.perf_counter() - t)
     raw = []
     for o in origins:
         arrays = {h: rows[o][h].to_numpy() for h in range(1, 7)}
@@ -160,11 +172,14 @@ def main() -> None:
         "predict_all_no_drivers_cpu_median_ms": 1e3 * statistics.median(cpu_nd),
         "predict_all_p90_ms": 1e3 * float(np.quantile(per_call, 0.9)),
         "predict_many_6h_median_ms": 1e3 * statistics.median(many),
+        "predict_many_6h_no_drivers_median_ms": 1e3 * statistics.median(lean),
+        "feature_rows_6h_one_origin_median_ms": 1e3 * statistics.median(building),
         "xgboost_inplace_6_median_ms": 1e3 * statistics.median(raw),
     })
     out["predict_all_vs_xgboost"] = out["predict_all_median_ms"] / out["xgboost_inplace_6_median_ms"]
     out["predict_all_no_drivers_vs_xgboost"] = out["predict_all_no_drivers_median_ms"] / out["xgboost_inplace_6_median_ms"]
     out["predict_many_vs_xgboost"] = out["predict_many_6h_median_ms"] / out["xgboost_inplace_6_median_ms"]
+    out["predict_many_no_drivers_vs_xgboost"] = out["predict_many_6h_no_drivers_median_ms"] / out["xgboost_inplace_6_median_ms"]
     out["load_after"] = list(__import__("os").getloadavg())
     print(json.dumps(out, indent=1, default=float))
     (HERE / "results.json").write_text(json.dumps(out, indent=1, default=float))

@@ -45,3 +45,15 @@ def test_predict_many_serves_several_applications_each_with_its_own_row(bundle, 
     assert got[0]["value"] != got[1]["value"]
     for g in got:
         assert g["lower"] <= g["value"] <= g["upper"] and g["coverage"] == 0.8
+
+
+def test_without_drivers_the_forecast_is_the_same_and_the_drivers_come_on_demand(bundle, small_frame):
+    origin = small_frame.index[-12]
+    rows = bundle.builder.transform_at(small_frame, pd.DatetimeIndex([origin]), [3])[3].set_axis(["ABP"])
+    recent = [_recent_pairs(bundle, small_frame, origin, 3)]
+    full = predict_many([bundle], rows, 3, recent)[0]
+    lean = predict_many([bundle], rows, 3, recent, drivers=False)[0]
+    assert lean["drivers"] == [] and full["drivers"]
+    assert {k: v for k, v in lean.items() if k != "drivers"} == {k: v for k, v in full.items() if k != "drivers"}
+    on_demand = bundle.drivers(rows.to_numpy(dtype=float)[0], 3, lean["value"], top=8)
+    assert [[g, float(c)] for g, c in on_demand] == full["drivers"]
