@@ -16,6 +16,8 @@ import pandas as pd
 from artq.errors import InputError
 from artq.forecasting.model import ModelBundle
 from artq.horizons import RECENT_HOURS
+
+YOUNG_RETRAIN_HOURS = 24
 from artq.timeutil import as_utc
 
 
@@ -41,7 +43,10 @@ def check_drift(bundle: ModelBundle, frame: pd.DataFrame, *, now: datetime | Non
     - **inputs**: a series' recent mean moved more than ``shift_sigmas`` training standard
       deviations, or more than ``out_of_range_share`` of its recent values fall outside the
       training period's 1st..99th percentiles;
-    - **staleness**: the training window ended more than ``max_age_hours`` before ``now``.
+    - **staleness**: the training window ended more than ``max_age_hours`` before ``now``, or
+      more than ``YOUNG_RETRAIN_HOURS`` when it was trained on a level regime too young for
+      models (:mod:`artq.forecasting.regimes`: each day of the new regime is more evidence, and a
+      model trained during a long burst should not stay naive for a week once it is over).
     """
     if recent_hours < 1:
         raise InputError(f"`recent_hours` must be >= 1. Got {recent_hours}.")
@@ -53,6 +58,10 @@ def check_drift(bundle: ModelBundle, frame: pd.DataFrame, *, now: datetime | Non
     age = (now_ts - trained_end) / pd.Timedelta(hours=1)
     if age > max_age_hours:
         reasons.append(f"stale: trained on data up to {trained_end.isoformat()}, {age:.0f} h ago (limit {max_age_hours} h).")
+    regime = bundle.metrics_.get("regime") if isinstance(bundle.metrics_, dict) else None
+    if regime and regime.get("models_wait") and YOUNG_RETRAIN_HOURS < age <= max_age_hours:
+        reasons.append(f"young regime: trained {regime['hours']} h into a new level (from {regime['start']}), "
+                       f"{age:.0f} h ago; the models wait for a week of it, so it is retrained daily until then.")
 
     recent = frame.loc[frame.index > now_ts - pd.Timedelta(hours=recent_hours)]
     recent = recent.loc[recent.index <= now_ts]

@@ -36,6 +36,7 @@ from artq.forecasting.features import (
     slog,
 )
 from artq.forecasting.intervals import ConformalInterval, covered, empirical_coverage
+from artq.forecasting.regimes import YOUNG_HOURS, regime_start
 from artq.forecasting.screening import screen_inputs
 from artq.forecasting.transforms import BaseColumns, TargetTransform
 from artq.forecasting.tuning import (
@@ -561,9 +562,13 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
         ensure_rows(int(rows.sum()), s.min_training_hours, f"horizon {h}")
         selections_X[h] = arrays[h][rows]
         rows_of[h] = (rows, yh[rows])
+    shift = regime_start(slog(y_window))  # the current level regime starts at this window row
+    young = shift > 0 and len(y_window) - shift < YOUNG_HOURS
+    since = {h: int(np.searchsorted(positions[rows_of[h][0]], positions[shift])) if shift else 0
+             for h in range(1, s.horizons + 1)}
     selections = dict(zip(range(1, s.horizons + 1), _each_horizon(
         lambda h: select(selections_X[h], rows_of[h][1], h, base_cols, level, exog_cols, trials, s.seed,
-                         progress=tick), s.horizons), strict=True))
+                         progress=tick, since=since[h], naive_only=young), s.horizons), strict=True))
     used = screened if any(m.inputs for sel in selections.values() for m in sel.members) else []
     bundle = ModelBundle(target=target, exog=list(used), horizons=s.horizons, coverage=s.interval_coverage,
                          tier_names=dict(tier_names or {}), seed=s.seed, tuned_=tune, unit_=unit)
@@ -614,6 +619,8 @@ def train_bundle(frame: pd.DataFrame, target: str = "art", settings: ForecastSet
         "inputs": {"used": list(used), "screened_in": list(screened), "dropped": dropped},
         "guard": guard,
         "range": [float(v) for v in slog(np.nanquantile(y_window, [0.01, 0.99]))],
+        "regime": ({"start": frame.index[positions[shift]].isoformat(), "hours": int(len(y_window) - shift),
+                    "models_wait": young} if shift else None),
     }
     window = frame.index[in_window]
     bundle.training_window_ = {"start": window[0].isoformat(), "end": window[-1].isoformat(),

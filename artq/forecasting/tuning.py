@@ -21,6 +21,10 @@ where both forecast, its MAE over the current choice's is at least ``MARGIN`` lo
 over the folds *and* lower on a majority of them. So where a model cannot beat persistence, persistence is what
 ships (the guardrail), and a short lucky block cannot promote a model.
 
+After a sustained level shift (:mod:`artq.forecasting.regimes`), only rows of the new level judge
+the candidates, and until it is a week old only the naive forecasts compete: the models' inputs
+still reach into the old level.
+
 The number of boosting rounds is read off the fold curves (mean MAE over folds per round; each
 fold's fit stops early once its curve has not improved for ``EARLY_STOPPING`` rounds).
 The out-of-sample residuals of all folds calibrate the conformal intervals.
@@ -210,10 +214,12 @@ class FoldData:
     """The folds of one horizon with their matrices built once (labels set per candidate)."""
 
     def __init__(self, X: np.ndarray, y: np.ndarray, horizon: int, cols: BaseColumns, level: int,
-                 exog_cols: np.ndarray) -> None:
+                 exog_cols: np.ndarray, since: int = 0) -> None:
         self.X, self.y, self.cols, self.horizon = X, y, cols, horizon
         self.splits = folds(len(X), horizon)
-        self.scored = [ordinary_hours(y[t]) & ordinary_hours(TargetTransform.inv(X[t, level])) for _, t in self.splits]
+        # scored: the ordinary hours of the current level regime (rows from `since` on)
+        self.scored = [ordinary_hours(y[t]) & ordinary_hours(TargetTransform.inv(X[t, level])) & (t >= since)
+                       for _, t in self.splits]
         n_feat = X.shape[1]
         self.hidden_own = np.zeros(n_feat, dtype=bool)
         self.hidden_own[level] = True
@@ -330,7 +336,7 @@ SHORT_EVIDENCE = 24 * 14
 
 
 def _best_naive(X: np.ndarray, y: np.ndarray, cols: BaseColumns, naives: list[Candidate],
-                average: Callable[[Candidate, Candidate], Candidate]) -> Candidate:
+                average: Callable[[Candidate, Candidate], Candidate], since: int = 0) -> Candidate:
     """The naive forecast to beat. Naive forecasts need no fit rows, so each is judged on every
     recent row where it exists (the first of ``naives``, the last value, exists on all of them),
     by its error relative to the last value's on the same rows; on the folds when none has two
@@ -340,7 +346,7 @@ def _best_naive(X: np.ndarray, y: np.ndarray, cols: BaseColumns, naives: list[Ca
     the same hour last week is known, and they left out the first weekend and the Monday after it,
     where the same hour yesterday failed (bench/forecast: ``ms_mongodb_machine`` 1.17 -> 0.88 of
     its best naive, the geometric mean of artq over the best model 0.936 -> 0.924)."""
-    recent = slice(max(0, len(X) - SELECTION_ROWS), len(X))
+    recent = slice(max(since, len(X) - SELECTION_ROWS), len(X))
     Xr, yr = X[recent], y[recent]
     preds = [TargetTransform.inv(c.members[0].transform.base_values(Xr, cols)) for c in naives]
     rows = np.isfinite(yr) & ordinary_hours(yr) & ordinary_hours(TargetTransform.inv(Xr[:, cols.level]))
@@ -361,11 +367,14 @@ def _best_naive(X: np.ndarray, y: np.ndarray, cols: BaseColumns, naives: list[Ca
 
 
 def select(X: np.ndarray, y: np.ndarray, horizon: int, cols: BaseColumns, level: int, exog_cols: np.ndarray,
-           trials: int, seed: int, progress: Callable[[str], None] | None = None) -> Selection:
-    """Choose the horizon's forecast among naive forecasts, anchored models and blends (module doc)."""
+           trials: int, seed: int, progress: Callable[[str], None] | None = None, since: int = 0,
+           naive_only: bool = False) -> Selection:
+    """Choose the horizon's forecast among naive forecasts, anchored models and blends (module doc).
+    ``since``: the first row of the current level regime (:mod:`artq.forecasting.regimes`); only
+    rows from it on judge the candidates. ``naive_only``: the regime is too young for models."""
     if trials < 0:
         raise ValueError(f"`trials` must be >= 0. Got {trials}.")
-    data = FoldData(X, y, horizon, cols, level, exog_cols)
+    data = FoldData(X, y, horizon, cols, level, exog_cols, since)
     ref = data.naive("last")
     scale = np.where(ref.fold_mae > 0, ref.fold_mae, np.nan)
 
@@ -377,7 +386,7 @@ def select(X: np.ndarray, y: np.ndarray, horizon: int, cols: BaseColumns, level:
 
     naives = [scored(ref)] + [scored(data.naive(b)) for b in ("daily", "weekly", "sdelta", "wdelta", "smed")]
     everything = list(naives)
-    best_naive = _best_naive(X, y, cols, naives, lambda a, b: scored(data.blend(a, b, rank=0)))
+    best_naive = _best_naive(X, y, cols, naives, lambda a, b: scored(data.blend(a, b, rank=0)), since)
     choice = best_naive
     models: list[Candidate] = []
     seasonal = min((c for c in naives if c.members[0].transform.base in ("weekly", "smed", "wdelta")),
@@ -385,6 +394,8 @@ def select(X: np.ndarray, y: np.ndarray, horizon: int, cols: BaseColumns, level:
     bases = ["last", "sdelta"]
     if seasonal.score < min(naives[0].score, naives[3].score):  # a seasonal base beats the anchored ones
         bases.append(seasonal.members[0].transform.base)  # as a naive forecast: worth a model of its own
+    if naive_only:
+        bases = []
     for base in bases:
         c = scored(data.model(base, DEFAULT_PARAMS, seed))
         if progress:
