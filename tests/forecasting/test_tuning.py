@@ -80,16 +80,29 @@ def test_tuned_bundle_stores_its_parameters():
 
 
 @pytest.mark.parametrize(("days", "averaged"), [(12, True), (40, False)])
-def test_two_equally_good_naive_forecasts_are_averaged_only_on_short_evidence(synth, days, averaged):
+def test_two_close_naive_forecasts_are_averaged_only_on_short_evidence(synth, days, averaged):
     X, y, cols, level, exog = _problem(synth, 3, hours=24 * days)
     data = tuning.FoldData(X, y, 3, cols, level, exog)
-    same = [data.naive("sdelta"), data.naive("sdelta")]  # a tie: a short block cannot separate them
-    got = tuning._best_naive(X, y, cols, same, lambda a, b: data.blend(a, b, rank=0))
-    if averaged:
-        assert got.label == "naive sdelta & naive sdelta" and got.rank == 0
+    naives = [data.naive("last"), data.naive("daily"), data.naive("sdelta")]  # the last two: close
+    got = tuning._best_naive(X, y, cols, naives, lambda a, b: data.blend(a, b, rank=0))
+    if averaged:  # a short block cannot separate them, and their average beat both on it
+        assert got.label == "naive daily & naive sdelta" and got.rank == 0
         assert [m.weight for m in got.members] == [0.5, 0.5]
     else:  # two weeks of rows compare them: the evidence picks one
-        assert got is same[0]
+        assert got is naives[1]
+
+
+def test_a_close_naive_forecast_is_not_averaged_in_where_the_average_did_worse(synth):
+    X, y, cols, level, exog = _problem(synth, 3, hours=24 * 12)
+    data = tuning.FoldData(X, y, 3, cols, level, exog)
+    naives = [data.naive("last"), data.naive("sdelta")]
+    last, shape = (TargetTransform.inv(c.members[0].transform.base_values(X, cols)) for c in naives)
+    ok = np.isfinite(last) & np.isfinite(shape) & np.isfinite(y)
+    mae = lambda p: float(np.mean(np.abs(p[ok] - y[ok])))
+    # the premise: within the tie on short evidence, and their average worse than the better one
+    assert mae(shape) < mae(last) <= tuning.NAIVE_TIE * mae(shape) and mae((last + shape) / 2) > mae(shape)
+    got = tuning._best_naive(X, y, cols, naives, lambda a, b: data.blend(a, b, rank=0))
+    assert got is naives[1]
 
 
 def _candidate(errors: np.ndarray, folds: int = 3) -> tuning.Candidate:
