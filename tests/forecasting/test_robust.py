@@ -1,5 +1,7 @@
 """The guardrail, robustness to one extreme hour, and input screening, on generated series."""
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -184,3 +186,24 @@ def test_the_forecasts_do_not_depend_on_the_units_of_the_target():
         for col in ("value", "lower", "upper"):
             assert np.allclose(fa[h][col] * 1000, fb[h][col], rtol=1e-6), (h, col)
     assert a.metrics_["mean_mae"] * 1000 == pytest.approx(b.metrics_["mean_mae"], rel=1e-6)
+
+
+def test_a_chosen_naive_forecast_is_overruled_on_12_hours_of_evidence_a_model_on_4(bundle, small_frame):
+    from artq.forecasting.model import GUARD_MIN_HOURS, GUARD_NAIVE_MIN_HOURS
+    from artq.forecasting.transforms import TargetTransform
+    from artq.forecasting.tuning import DEFAULT_PARAMS, Member
+
+    h = 2
+    as_model, as_naive = copy.deepcopy(bundle), copy.deepcopy(bundle)
+    as_model.members_[h] = [Member(TargetTransform("log", "last"), dict(DEFAULT_PARAMS), 30)]
+    as_naive.members_[h] = [Member(TargetTransform("log", "last"), {}, 0)]
+    assert (as_model.guard_min_hours(h), as_naive.guard_min_hours(h)) == (GUARD_MIN_HOURS, GUARD_NAIVE_MIN_HOURS)
+    row = bundle.builder.transform_at(small_frame, pd.DatetimeIndex([small_frame.index[-10]]), [h])[h].to_numpy()[0]
+    value = float(bundle.naive_forecasts(row.reshape(1, -1), h)[0, 0]) * 1.2
+    rng = np.random.default_rng(4)
+    for hours in (GUARD_MIN_HOURS, GUARD_NAIVE_MIN_HOURS - 1, GUARD_NAIVE_MIN_HOURS):
+        actual = 100 + rng.normal(0, 3, hours)
+        naives = np.column_stack([actual + rng.normal(0, 1, hours), actual + 30, actual - 30])
+        forecast = actual + 20  # every recent forecast 20 off; the last value about 1 off
+        overruled = [b.guarded(value, row, h, actual, forecast, naives) != value for b in (as_model, as_naive)]
+        assert overruled == [True, hours >= GUARD_NAIVE_MIN_HOURS], hours
