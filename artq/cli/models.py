@@ -49,8 +49,8 @@ def list_versions(app: AppOpt = "", config: ConfigOpt = None) -> None:
     finally:
         db.dispose()
     table = Table(title=f"{name}: model versions (champion: {current or 'none'}; times UTC)", expand=True)
-    for col in ("version", "created", "MAE", "MASE", "inputs", "files", "why"):
-        table.add_column(col, overflow="fold", ratio=4 if col == "why" else None)
+    for col in ("version", "created", "MAE", "MASE", "inputs", "horizons", "files", "why"):
+        table.add_column(col, overflow="fold", ratio={"why": 4, "horizons": 2}.get(col))
     for version, created, m, reason, sha in detached:
         try:
             path = registry.version_dir(settings.models_dir, name, version)
@@ -61,7 +61,7 @@ def list_versions(app: AppOpt = "", config: ConfigOpt = None) -> None:
             inputs, files = "?", f"CORRUPT: {exc}"
         marker = " *" if version == current else ""
         table.add_row(Text(version + marker), f"{created:%m-%d %H:%M}", _num(m.get("mean_mae")),
-                      _num(m.get("mean_mase")), inputs, Text(files), Text(reason or ""))
+                      _num(m.get("mean_mase")), inputs, Text(_forecasts_with(m)), Text(files), Text(reason or ""))
     console.print(table)
     console.print("* = champion (serves the forecasts); `artq models promote VERSION` changes it")
 
@@ -124,6 +124,20 @@ def drift(app: AppOpt = "", retrain: Annotated[bool, typer.Option("--retrain", h
             console.print(f"retrained: {trained['version']} ({trained['reason']})")
     finally:
         rt.close()
+
+
+def _forecasts_with(metrics: dict) -> str:
+    """How many horizons a version forecasts with a model (the rest with a naive forecast), and
+    the level regime it was trained on, if a recent level shift started one."""
+    choices = [str(h.get("choice", "")) for h in (metrics.get("horizons") or {}).values()]
+    models = sum("model" in c for c in choices)
+    text = f"{models} model, {len(choices) - models} naive" if choices else "?"
+    regime = metrics.get("regime")
+    if regime:
+        text += f"; new level since {str(regime.get('start', '?'))[5:16].replace('T', ' ')}"
+        if regime.get("models_wait"):
+            text += " (naive for its first week)"
+    return text
 
 
 def _num(v) -> str:

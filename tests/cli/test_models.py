@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from artq.cli import app
+from artq.cli import models as models_cli
 from artq.pipeline import Runtime, champions, train_step
 from artq.pipeline.drift import drift_step
 from artq.storage import open_database
@@ -26,7 +28,7 @@ def _champion(settings) -> str | None:
         db.dispose()
 
 
-def test_rollback_to_a_named_version_moves_the_one_champion_pointer(tmp_path, trained_sqlite):
+def test_rollback_to_a_named_version_moves_the_one_champion_pointer(tmp_path, trained_sqlite, monkeypatch):
     settings, t0, first = trained_sqlite
     rt = Runtime(settings)
     second = train_step(rt, "ABP", until=t0 - timedelta(hours=1))  # another window: a new version
@@ -40,9 +42,11 @@ def test_rollback_to_a_named_version_moves_the_one_champion_pointer(tmp_path, tr
     assert result.exit_code == 0, result.output
     assert _champion(settings) == first["version"]
 
-    listed = runner.invoke(app, ["models", "list", "--app", "ABP", "--config", config], terminal_width=200)
+    monkeypatch.setattr(models_cli.console, "width", 200)  # a wide terminal: no cell folds
+    listed = runner.invoke(app, ["models", "list", "--app", "ABP", "--config", config])
     assert f"{first['version']} *" in listed.output and second["version"] in listed.output
     assert "promoted:" in listed.output  # why each version was or was not promoted
+    assert re.search(r"\b\d model, \d naive\b", listed.output)  # what each version forecasts with
 
 
 def test_unknown_version_is_refused_in_one_line_and_the_champion_kept(tmp_path, trained_sqlite):
@@ -94,3 +98,13 @@ def test_stale_model_is_reported_as_drift_with_one_alert(trained_sqlite):
         alerts = list(s.scalars(select(Alert).where(Alert.kind == "drift")))
     db.dispose()
     assert len(alerts) == 1 and "stale" in alerts[0].message
+
+
+def test_models_list_says_what_a_version_forecasts_with_and_the_level_it_was_trained_on():
+    horizons = {str(h): {"choice": c} for h, c in enumerate(
+        ["model last", "model last & naive last", "naive last", "naive last & naive sdelta", "model sdelta", "naive last"], 1)}
+    assert models_cli._forecasts_with({"horizons": horizons, "regime": None}) == "3 model, 3 naive"
+    young = {"start": "2026-04-15T01:00:00+00:00", "hours": 30, "models_wait": True}
+    assert models_cli._forecasts_with({"horizons": horizons, "regime": young}) == (
+        "3 model, 3 naive; new level since 04-15 01:00 (naive for its first week)")
+    assert models_cli._forecasts_with({}) == "?"  # a version saved without metrics
