@@ -25,7 +25,11 @@ def _ctx(config, app):
 
 @models_app.command("list")
 def list_versions(app: AppOpt = "", config: ConfigOpt = None) -> None:
-    """List an application's model versions: validation metrics, inputs, and why each was or was not promoted.
+    """List an application's model versions: validation metrics, inputs, what each uses, and why each was or was not promoted.
+
+    "uses": how many horizons a model forecasts, and how many a naive forecast (the last value,
+    the same hour yesterday or last week, or a blend); after a level shift, since when the level
+    is new (in its first week only the naive forecasts compete).
 
     A version whose files no longer match the checksums recorded at registration is marked
     CORRUPT and is never loaded.
@@ -36,7 +40,7 @@ def list_versions(app: AppOpt = "", config: ConfigOpt = None) -> None:
 
     from artq.errors import ModelError
     from artq.forecasting import registry
-    from artq.pipeline import champions
+    from artq.pipeline import applications, champions
     from artq.storage import open_database
 
     settings, name = _ctx(config, app)
@@ -45,12 +49,14 @@ def list_versions(app: AppOpt = "", config: ConfigOpt = None) -> None:
         with db.session() as s:
             current = champions.champion(s, name)
             rows = champions.versions(s, name)
+            if not rows and name not in {a.name for a in settings.applications}:
+                applications.get(s, name)  # a typo: one line naming the closest known application
             detached = [(r.version, r.created_at, dict(r.metrics or {}), r.reason, dict(r.sha256 or {})) for r in rows]
     finally:
         db.dispose()
     table = Table(title=f"{name}: model versions (champion: {current or 'none'}; times UTC)", expand=True)
-    for col in ("version", "created", "MAE", "MASE", "inputs", "horizons", "files", "why"):
-        table.add_column(col, overflow="fold", ratio={"why": 4, "horizons": 2}.get(col))
+    for col in ("version", "created", "MAE", "MASE", "inputs", "uses", "files", "why"):
+        table.add_column(col, overflow="fold", ratio={"why": 4, "uses": 2}.get(col))
     for version, created, m, reason, sha in detached:
         try:
             path = registry.version_dir(settings.models_dir, name, version)
@@ -131,7 +137,8 @@ def _forecasts_with(metrics: dict) -> str:
     the level regime it was trained on, if a recent level shift started one."""
     choices = [str(h.get("choice", "")) for h in (metrics.get("horizons") or {}).values()]
     models = sum("model" in c for c in choices)
-    text = f"{models} model, {len(choices) - models} naive" if choices else "?"
+    parts = [f"{n} {kind}" for n, kind in ((models, "model"), (len(choices) - models, "naive")) if n]
+    text = ", ".join(parts) if choices else "?"
     regime = metrics.get("regime")
     if regime:
         text += f"; new level since {str(regime.get('start', '?'))[5:16].replace('T', ' ')}"

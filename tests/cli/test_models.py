@@ -46,7 +46,7 @@ def test_rollback_to_a_named_version_moves_the_one_champion_pointer(tmp_path, tr
     listed = runner.invoke(app, ["models", "list", "--app", "ABP", "--config", config])
     assert f"{first['version']} *" in listed.output and second["version"] in listed.output
     assert "promoted:" in listed.output  # why each version was or was not promoted
-    assert re.search(r"\b\d model, \d naive\b", listed.output)  # what each version forecasts with
+    assert re.search(r"\b\d (model|naive)\b", listed.output)  # what each version forecasts with
 
 
 def test_unknown_version_is_refused_in_one_line_and_the_champion_kept(tmp_path, trained_sqlite):
@@ -108,3 +108,14 @@ def test_models_list_says_what_a_version_forecasts_with_and_the_level_it_was_tra
     assert models_cli._forecasts_with({"horizons": horizons, "regime": young}) == (
         "3 model, 3 naive; new level since 04-15 01:00 (naive for its first week)")
     assert models_cli._forecasts_with({}) == "?"  # a version saved without metrics
+    only = {str(h): {"choice": "naive last"} for h in range(1, 7)}
+    assert models_cli._forecasts_with({"horizons": only, "regime": young}).startswith("6 naive; new level")
+
+
+def test_models_list_of_a_misspelt_application_says_so_in_one_line(tmp_path, trained_sqlite):
+    settings, _, _ = trained_sqlite
+    config = write_config(tmp_path / "artq.yml", settings)
+    result = runner.invoke(app, ["models", "list", "--app", "APB", "--config", config])
+    assert result.exit_code != 0  # the entry point prints it as one line and exits 2 (tests/cli/test_errors.py)
+    said = result.output + str(result.exception)
+    assert "unknown application 'APB'" in said and "did you mean 'ABP'" in said
