@@ -16,9 +16,9 @@ import pandas as pd
 from artq.errors import InputError
 from artq.forecasting.model import ModelBundle
 from artq.horizons import RECENT_HOURS
+from artq.timeutil import as_utc
 
 YOUNG_RETRAIN_HOURS = 24
-from artq.timeutil import as_utc
 
 
 @dataclass

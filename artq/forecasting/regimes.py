@@ -23,6 +23,7 @@ CONSISTENT = 0.8  # share of hours on each side nearer their own side's level th
 # `network_in_257a54`, trained 4-7 days after its level fell to a third, forecast a further fall;
 # 96 to 336 hours gave the same on the 32 series).
 YOUNG_HOURS = 168
+CHUNK = 256
 
 
 def regime_start(z: np.ndarray) -> int:
@@ -45,6 +46,19 @@ def regime_start(z: np.ndarray) -> int:
         candidates = np.flatnonzero(np.abs(after - before) >= SHIFT)
     if len(candidates) == 0:
         return 0
+    # Counted per block of candidates: one (candidates x hours) matrix of a year of a bursty
+    # series, where most hours qualify, would take hundreds of MB.
+    scores = np.concatenate([_score(values, before, after, part) for part in np.array_split(
+        candidates, -(-len(candidates) // CHUNK))])
+    if scores.max() < 0:
+        return 0
+    return int(candidates[np.flatnonzero(scores == scores.max())[-1]])
+
+
+def _score(values: np.ndarray, before: np.ndarray, after: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Per candidate position: the hours on their own side of the midpoint (the week before and
+    all after), or -1 where either side is not ``CONSISTENT`` or fewer than ``MIN_AFTER`` after."""
+    n = len(values)
     up = after[candidates] > before[candidates]
     mid = (after[candidates] + before[candidates]) / 2
     pos = np.arange(n)
@@ -61,7 +75,4 @@ def regime_start(z: np.ndarray) -> int:
     n_after = (known & in_after).sum(axis=1)
     n_before = (known & in_before).sum(axis=1)
     ok = (right_after >= CONSISTENT * n_after) & (right_before >= CONSISTENT * n_before) & (n_after >= MIN_AFTER)
-    if not ok.any():
-        return 0
-    score = np.where(ok, right_after + right_before, -1)
-    return int(candidates[np.flatnonzero(score == score.max())[-1]])
+    return np.where(ok, right_after + right_before, -1)
